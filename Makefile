@@ -1,0 +1,27 @@
+# Set-up and the two everyday commands. `make smoke` and `make test` each create .venv on first use
+# (torch and torchvision from pip, then this project with its test extras), so a fresh machine needs
+# nothing else.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: smoke test lint clean-venv
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+smoke: $(VENV)/.installed
+	$(PY) run.py experiment=smoke
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check dih tests run.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,100 @@
+"""Data sets as in-memory uint8 tensors, the fixed validation split, and the on-device augmenting loader."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dih.data.images import NORMALIZATION, ImageData
+from dih.data.split import stratified_split
+from dih.errors import UserError, unknown_name
+
+DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "folder", "synthetic")
+_ROOT_IN_IDENTITY = ("folder", "tiny_imagenet")  # where the files live is part of what the data is
+
+__all__ = ["DATASETS", "NORMALIZATION", "ImageData", "dataset_identity", "load_data", "stratified_split"]
+
+
+def _fields(cfg: Any) -> dict[str, Any]:
+    """A plain dict of a DictConfig, a mapping, or an object with attributes."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    return dict(vars(cfg))
+
+
+def resolve_root(root: str | Path) -> Path:
+    """`root` as an absolute path; relative roots resolve against the current working directory."""
+    return (Path.cwd() / Path(root).expanduser()).resolve()
+
+
+def _require_root(f: dict[str, Any], example: str) -> Path:
+    """The resolved `root` field, or a UserError asking for dataset.root= when it is unset."""
+    if f.get("root") in (None, ""):
+        raise UserError(f"The {f['name']} data set needs its location; pass dataset.root={example}.")
+    return resolve_root(f["root"])
+
+
+def _load_full(f: dict[str, Any]) -> ImageData:
+    """The whole training and test sets of the configured data set, with an empty validation split."""
+    name = f["name"]
+    if name in ("cifar10", "cifar100"):
+        from dih.data.cifar import load_cifar
+
+        return load_cifar(name, _require_root(f, "<dir>"), bool(f.get("verify_checksums", True)))
+    if name == "tiny_imagenet":
+        from dih.data.tiny_imagenet import load_tiny_imagenet
+
+        return load_tiny_imagenet(_require_root(f, "<tiny-imagenet-200 dir>"), f.get("image_size"))
+    if name == "folder":
+        from dih.data.folder import load_folder
+
+        return load_folder(_require_root(f, "<dir with train/ and test/>"), f.get("image_size"))
+    from dih.data.synthetic import make_synthetic
+
+    keys = ("num_classes", "image_size", "train_size", "test_size", "seed")
+    return make_synthetic(**{k: int(f[k]) for k in keys if f.get(k) is not None})
+
+
+def load_data(cfg: Any) -> ImageData:
+    """Load the configured data set and hold out its fixed, class-stratified validation split."""
+    f = _fields(cfg)
+    name = f.get("name")
+    if name not in DATASETS:
+        raise unknown_name("dataset", str(name), DATASETS)
+    fraction = float(f.get("val_fraction") or 0.0)
+    if not 0.0 <= fraction < 1.0:
+        raise UserError(
+            f"dataset.val_fraction is {fraction}; set it to a value in [0, 1) (0 = no validation)."
+        )
+    data = _load_full(f)
+    if fraction == 0.0:
+        return data
+    train_idx, val_idx = stratified_split(data.train_labels, fraction, int(f.get("split_seed") or 0))
+    return dataclasses.replace(
+        data,
+        train_images=data.train_images[train_idx],
+        train_labels=data.train_labels[train_idx],
+        val_images=data.train_images[val_idx],
+        val_labels=data.train_labels[val_idx],
+    )
+
+
+def dataset_identity(cfg: Any) -> dict[str, Any]:
+    """The settings that determine the data a run sees, for content hashes: all fields but `root`.
+
+    For folder and tiny_imagenet the resolved absolute root is included, since it names the data itself.
+    """
+    f = _fields(cfg)
+    root = f.pop("root", None)
+    if f.get("name") in _ROOT_IN_IDENTITY:
+        f["root"] = None if root in (None, "") else str(resolve_root(root))
+    return f

@@ -1,0 +1,128 @@
+"""The on-device loader: the data set lives on the device as uint8; crop, flip and normalise run per batch."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Batch:
+    """One batch: normalised images, labels, their positions in the split, and the augmentation used."""
+
+    images: torch.Tensor  # float [B, C, H, W], normalised
+    labels: torch.Tensor  # int64 [B]
+    index: torch.Tensor  # int64 [B], positions into the split's arrays
+    shifts: torch.Tensor  # int64 [B, 2], crop offset (dy, dx) in [-pad, pad]; 0 = centred
+    flips: torch.Tensor  # bool [B], horizontally flipped
+
+
+def crop_batch(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """Crop each image n of [N, C, H', W'] at (top[n], left[n]) to height x width, with two gathers."""
+    n, c, _, w_in = images.shape
+    rows = top.view(n, 1) + torch.arange(height, device=images.device)
+    cols = left.view(n, 1) + torch.arange(width, device=images.device)
+    images = images.gather(2, rows.view(n, 1, height, 1).expand(n, c, height, w_in))
+    return images.gather(3, cols.view(n, 1, 1, width).expand(n, c, height, width))
+
+
+def augment(images_u8: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, pad: int) -> torch.Tensor:
+    """Zero-pad by `pad`, crop back at offset (dy, dx) + pad, then flip where `flips`: batched, on-device.
+
+    Equal, pixel for pixel, to torchvision's RandomCrop(size, padding=pad) at crop corner (pad+dy, pad+dx)
+    followed by hflip when flipped.
+    """
+    _, _, h, w = images_u8.shape
+    shifts = shifts.to(images_u8.device, torch.int64)
+    padded = F.pad(images_u8, (pad, pad, pad, pad)) if pad else images_u8
+    out = crop_batch(padded, shifts[:, 0] + pad, shifts[:, 1] + pad, h, w)
+    flips = flips.to(images_u8.device, torch.bool).view(-1, 1, 1, 1)
+    return torch.where(flips, out.flip(3), out)
+
+
+def normalize(images_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> float32 (x / 255 - mean) / std per channel."""
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images_u8.device).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=images_u8.device).view(1, -1, 1, 1)
+    return (images_u8.to(torch.float32).div_(255.0).sub_(mean_t)).div_(std_t)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit generator seed from (seed, epoch) alone, so any epoch can be replayed by itself."""
+    digest = hashlib.blake2b(f"dih-loader:{int(seed)}:{int(epoch)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class DeviceLoader:
+    """Batches from uint8 tensors held on `device`; training order and augmentation follow (seed, epoch)."""
+
+    def __init__(
+        self,
+        images_u8: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device | str,
+        train: bool,
+        seed: int = 0,
+        pad: int = 4,
+    ) -> None:
+        if images_u8.dtype != torch.uint8 or images_u8.dim() != 4:
+            raise ValueError(
+                f"images must be uint8 [N, C, H, W], got {images_u8.dtype} {tuple(images_u8.shape)}"
+            )
+        if labels.shape[0] != images_u8.shape[0]:
+            raise ValueError(f"{images_u8.shape[0]} images but {labels.shape[0]} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = images_u8.to(self.device)
+        self.labels = labels.to(self.device, torch.int64)
+        self.batch_size = int(batch_size)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.train, self.seed, self.pad = bool(train), int(seed), int(pad)
+
+    @property
+    def num_samples(self) -> int:
+        """Number of images in the split."""
+        return int(self.images.shape[0])
+
+    def __len__(self) -> int:
+        """Number of batches per epoch (the last one may be smaller)."""
+        return -(-self.num_samples // self.batch_size)
+
+    def _plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(order, shifts, flips) for one epoch, drawn on the CPU so every device sees the same numbers."""
+        n = self.num_samples
+        if not self.train:
+            return torch.arange(n), torch.zeros(n, 2, dtype=torch.int64), torch.zeros(n, dtype=torch.bool)
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        order = torch.randperm(n, generator=g)
+        shifts = torch.randint(-self.pad, self.pad + 1, (n, 2), generator=g)
+        flips = torch.rand(n, generator=g) < 0.5
+        return order, shifts, flips
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The batches of epoch `epoch`: shuffled and augmented when training, else in order and plain."""
+        order, shifts, flips = (t.to(self.device) for t in self._plan(epoch))
+        for start in range(0, self.num_samples, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            sh, fl = shifts[start : start + self.batch_size], flips[start : start + self.batch_size]
+            x = self.images[idx]
+            if self.train:
+                x = augment(x, sh, fl, self.pad)
+            yield Batch(
+                images=normalize(x, self.mean, self.std),
+                labels=self.labels[idx],
+                index=idx,
+                shifts=sh,
+                flips=fl,
+            )

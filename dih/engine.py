@@ -1,0 +1,260 @@
+"""The one epoch loop every stage runs: train, evaluate, log, checkpoint, resume.
+
+A stage hands the engine a ``Task``: the modules that learn, how a batch becomes a loss, and which
+classifiers to evaluate. Every random draw of epoch ``e`` (shuffle, crops, flips, a loss's negative
+samples) comes from generators seeded by ``(seed, e)``, and the checkpoint written after each epoch holds
+the learners, optimiser and schedule, so a stage killed anywhere and started again ends with exactly the
+weights of one that never stopped.
+"""
+
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from dih import atomic
+from dih.data import ImageData
+from dih.data.loader import Batch, DeviceLoader
+from dih.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Recipe:
+    """The optimiser and schedule of one stage (SPEC s.6)."""
+
+    epochs: int
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    milestones: list[int] = field(default_factory=lambda: [60, 120, 180])
+    gamma: float = 0.1
+    batch_size: int = 64
+    eval_batch_size: int = 512
+
+    @classmethod
+    def from_config(cls, trainer, **overrides) -> "Recipe":
+        fields = {k: trainer[k] for k in cls.__dataclass_fields__ if k in trainer}
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        fields["milestones"] = list(fields.get("milestones", []))
+        return cls(**fields)
+
+    def identity(self) -> dict:
+        """The settings that change what training produces (all of them)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "eval_batch_size"}
+
+
+@dataclass
+class StepOutput:
+    loss: Tensor
+    parts: dict[str, Tensor]
+    logits: Tensor  # the trained model's logits, for training accuracy
+
+
+class Task:
+    """What a stage trains. Subclasses set ``learner`` (everything that learns and is checkpointed) and
+    implement ``step`` and ``predict``; ``frozen`` modules stay in eval mode without gradient."""
+
+    learner: nn.Module
+    frozen: nn.Module | None = None
+
+    def step(self, batch: Batch) -> StepOutput:
+        raise NotImplementedError
+
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        """Logits of each classifier to evaluate: ``""`` for the stage's main one, else a name (``head1``)."""
+        raise NotImplementedError
+
+    def train_mode(self) -> None:
+        self.learner.train()
+        if self.frozen is not None:
+            self.frozen.eval()
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s random draws: a function of the two alone, for exact resume."""
+    return (seed * 1_000_003 + epoch * 7_919 + 1) % (2**62)
+
+
+def fit(
+    task: Task,
+    data: ImageData,
+    recipe: Recipe,
+    device: torch.device,
+    work_dir: Path,
+    *,
+    seed: int,
+    stage: str,
+    on_epoch: Callable[[dict], None] = lambda line: None,
+    progress: bool | None = None,
+) -> dict:
+    """Train ``task`` per ``recipe``, resuming from ``work_dir``'s checkpoint; return the stage summary."""
+    train = DeviceLoader(
+        data.train_images,
+        data.train_labels,
+        batch_size=recipe.batch_size,
+        mean=data.mean,
+        std=data.std,
+        device=device,
+        train=True,
+        seed=seed,
+    )
+    evals = {
+        split: DeviceLoader(
+            images,
+            labels,
+            batch_size=recipe.eval_batch_size,
+            mean=data.mean,
+            std=data.std,
+            device=device,
+            train=False,
+        )
+        for split, images, labels in (
+            ("val", data.val_images, data.val_labels),
+            ("test", data.test_images, data.test_labels),
+        )
+        if len(labels)
+    }
+    params = [p for p in task.learner.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params,
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, recipe.milestones, recipe.gamma)
+    history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage)
+    show_bar = sys.stderr.isatty() if progress is None else progress
+
+    for epoch in range(len(history) + 1, recipe.epochs + 1):
+        torch.manual_seed(epoch_seed(seed, epoch))  # the task's own draws (e.g. CRD's negatives)
+        started = time.perf_counter()
+        line = {"stage": stage, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        line.update(_train_epoch(task, train, optimizer, epoch, show_bar, stage))
+        train_seconds = time.perf_counter() - started
+        schedule.step()
+        for split, loader in evals.items():
+            line.update(_evaluate(task, loader, split))
+        line["time/epoch_s"] = round(time.perf_counter() - started, 3)
+        line["time/images_per_s"] = round(train.num_samples / train_seconds, 1)
+        history.append(line)
+        _save(work_dir, task, optimizer, schedule, history)
+        on_epoch(line)
+        log.info("%s epoch %d/%d  %s", stage, epoch, recipe.epochs, _brief(line))
+    return summarize(history)
+
+
+def _train_epoch(task: Task, loader: DeviceLoader, optimizer, epoch: int, show_bar: bool, stage: str) -> dict:
+    task.train_mode()
+    totals: dict[str, Tensor] = {}
+    correct = torch.zeros((), device=loader.device)
+    for batch in tqdm(
+        loader.epoch(epoch), total=len(loader), desc=f"{stage} {epoch}", leave=False, disable=not show_bar
+    ):
+        out = task.step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        n = len(batch.labels)
+        for name, value in {"loss": out.loss, **out.parts}.items():
+            totals[name] = totals.get(name, 0.0) + value.detach().float() * n
+        correct += (out.logits.argmax(1) == batch.labels).sum()
+    means = {f"train/{name}": (value / loader.num_samples).item() for name, value in totals.items()}
+    if not math.isfinite(means["train/loss"]):
+        raise UserError(
+            f"The {stage} loss became {means['train/loss']} in epoch {epoch}; lower trainer.lr (or a loss "
+            "weight) and run again: it resumes from the last good epoch."
+        )
+    means["train/acc"] = 100.0 * correct.item() / loader.num_samples
+    return means
+
+
+@torch.no_grad()
+def _evaluate(task: Task, loader: DeviceLoader, split: str) -> dict:
+    task.learner.eval()
+    if task.frozen is not None:
+        task.frozen.eval()
+    correct: dict[str, Tensor] = {}
+    for batch in loader.epoch(0):
+        for name, logits in task.predict(batch.images).items():
+            correct[name] = correct.get(name, 0) + (logits.argmax(1) == batch.labels).sum()
+    accs = {name: 100.0 * hits.item() / loader.num_samples for name, hits in correct.items()}
+    line = {(f"{split}/acc" if name == "" else f"{name}/{split}_acc"): acc for name, acc in accs.items()}
+    if "" not in accs:  # a stage of several classifiers (the heads) selects on their mean
+        line[f"{split}/acc"] = sum(accs.values()) / len(accs)
+    return line
+
+
+def summarize(history: list[dict]) -> dict:
+    """Final figures: test accuracy at the last epoch and at the epoch of best validation accuracy."""
+    last = history[-1]
+    summary = {
+        "epochs": len(history),
+        "time/total_s": round(sum(h["time/epoch_s"] for h in history), 1),
+        "time/images_per_s": round(sum(h["time/images_per_s"] for h in history) / len(history), 1),
+    }
+    summary.update(
+        {
+            k.replace("test_acc", "acc").replace("test/acc", "test/acc_last"): v
+            for k, v in last.items()
+            if k.endswith("test_acc") or k == "test/acc"
+        }
+    )
+    if "val/acc" in last:
+        best = max(history, key=lambda h: h["val/acc"])  # the first epoch reaching the best on ties
+        summary["best_val_epoch"] = best["epoch"]
+        summary["val/acc_best"] = best["val/acc"]
+        summary.update(
+            {
+                k.replace("test_acc", "acc_best_val").replace("test/acc", "test/acc_best_val"): v
+                for k, v in best.items()
+                if k.endswith("test_acc") or k == "test/acc"
+            }
+        )
+    return summary
+
+
+def _save(work_dir: Path, task: Task, optimizer, schedule, history: list[dict]) -> None:
+    state = {
+        "learner": task.learner.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "history": history,
+    }
+    atomic.torch_save(work_dir / CHECKPOINT, state)
+    atomic.write_bytes(work_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
+
+
+def _resume(path: Path, task: Task, optimizer, schedule, stage: str) -> list[dict]:
+    if not path.exists():
+        return []
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        task.learner.load_state_dict(state["learner"])
+    except RuntimeError as exc:
+        raise UserError(
+            f"The checkpoint {path} belongs to another model than this {stage} stage; delete it to start "
+            "over."
+        ) from exc
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    log.info("%s: resuming after epoch %d from %s", stage, len(state["history"]), path)
+    return state["history"]
+
+
+def _brief(line: dict) -> str:
+    keys = ("train/loss", "train/acc", "val/acc", "test/acc", "time/images_per_s")
+    return "  ".join(f"{k}={line[k]:.4g}" for k in keys if k in line)

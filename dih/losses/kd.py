@@ -1,0 +1,29 @@
+"""Canonical knowledge distillation (Hinton et al.): cross-entropy plus a softened KL to the teacher."""
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """``T^2 KL(softmax(z/T) || softmax(s/T))``, summed over classes, averaged over the batch.
+
+    The T^2 keeps the gradient's scale independent of the temperature.
+    """
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
+class KDLoss(nn.Module):
+    """``(1-a) CE(s, y) + a T^2 KL(z || s)`` with the teacher's final logits ``z``."""
+
+    def __init__(self, alpha: float = 0.1, temperature: float = 5.0):
+        super().__init__()
+        self.alpha, self.temperature = float(alpha), float(temperature)
+
+    def forward(self, student, teacher, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        ce = F.cross_entropy(student.logits, batch.labels)
+        kd = soft_kl(student.logits, teacher.logits, self.temperature)
+        parts = {"ce": (1 - self.alpha) * ce, "kd": self.alpha * kd}
+        return parts["ce"] + parts["kd"], parts

@@ -1,0 +1,37 @@
+"""The model zoo: one registry of names behind both the teacher and the student config groups."""
+
+from collections.abc import Callable
+
+import torch.nn as nn
+
+from dih.errors import UserError, unknown_name
+from dih.models.resnet import res18, res34
+from dih.models.resnet_cifar import res8, res14, res20, res110
+from dih.models.vgg import vgg11
+from dih.models.wrn import wrn28_2
+
+MODELS: dict[str, Callable[[int], nn.Module]] = {
+    "res8": res8,
+    "res14": res14,
+    "res20": res20,
+    "res110": res110,
+    "res18": res18,
+    "res34": res34,
+    "vgg11": vgg11,
+    "wrn28_2": wrn28_2,
+}
+MODEL_NAMES: tuple[str, ...] = tuple(sorted(MODELS))
+
+
+def build_model(name: str, num_classes: int) -> nn.Module:
+    """A freshly initialised model from the zoo; an unknown name is a UserError that lists the known ones."""
+    if name not in MODELS:
+        raise unknown_name("model", name, MODEL_NAMES)
+    if num_classes < 1:
+        raise UserError(f"A model needs at least one class, got num_classes={num_classes}; check the data.")
+    return MODELS[name](num_classes)
+
+
+def parameter_count(module: nn.Module) -> int:
+    """The number of parameters (trainable or not) of a module; buffers such as BN statistics excluded."""
+    return sum(p.numel() for p in module.parameters())

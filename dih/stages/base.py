@@ -1,0 +1,85 @@
+"""What every stage shares: the run context it builds in, and loading upstream artifacts back into modules."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from dih.artifacts import Artifact
+from dih.data import ImageData, dataset_identity, load_data
+from dih.engine import Recipe
+from dih.errors import UserError
+from dih.models import LinearHeads, build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageContext:
+    """One run's settings, device and data, handed to every stage it builds."""
+
+    cfg: DictConfig
+    device: torch.device
+    run_dir: Path
+    on_epoch: Callable[[dict], None] = field(default=lambda line: None)
+
+    @cached_property
+    def data(self) -> ImageData:
+        """The data set, loaded on first use only (a run whose stages are all reused never loads it)."""
+        data = load_data(self.cfg.dataset)
+        log.info(
+            "data %s: %d train, %d val, %d test images of %s, %d classes",
+            data.name,
+            len(data.train_labels),
+            len(data.val_labels),
+            len(data.test_labels),
+            "x".join(map(str, data.image_shape)),
+            data.num_classes,
+        )
+        return data
+
+    def data_identity(self) -> dict:
+        return dataset_identity(self.cfg.dataset)
+
+    def recipe(self, **overrides) -> Recipe:
+        return Recipe.from_config(self.cfg.trainer, **overrides)
+
+    def method_setting(self, name: str, default=None):
+        value = self.cfg.method.get(name, default)
+        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def load_model(artifact: Artifact, device: torch.device) -> nn.Module:
+    """A zoo model with the weights of a teacher/student artifact, frozen or not as the caller decides."""
+    payload = artifact.load()
+    model = build_model(payload["name"], payload["num_classes"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise UserError(
+            f"Artifact {artifact.key} does not hold a {payload['name']}; delete {artifact.path}."
+        ) from exc
+    return model.to(device)
+
+
+def model_payload(model: nn.Module, name: str, num_classes: int) -> dict:
+    """What a teacher or student artifact stores: enough to rebuild the model by name."""
+    return {
+        "name": name,
+        "num_classes": num_classes,
+        "model": {k: v.cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def load_heads(artifact: Artifact, device: torch.device) -> LinearHeads:
+    payload = artifact.load()
+    heads = LinearHeads(
+        {name: tuple(shape) for name, shape in payload["shapes"].items()}, payload["num_classes"]
+    )
+    heads.load_state_dict(payload["heads"])
+    return heads.to(device)

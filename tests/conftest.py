@@ -1,0 +1,56 @@
+"""Shared test helpers: run the real entry point in a subprocess on tiny synthetic data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough for seconds per stage on 2 CPU cores, big enough that accuracy can move.
+TINY = [
+    "experiment=smoke",
+    "dataset.train_size=200",
+    "dataset.test_size=100",
+    "dataset.image_size=16",
+    "trainer.batch_size=32",
+    "teacher=res14",
+    "student=res8",
+]
+
+
+def run_cli(
+    tmp_path: Path, *overrides: str, name: str = "run", check: bool = True, tiny: bool = True
+) -> subprocess.CompletedProcess:
+    """``python run.py`` with the given overrides, artifacts under ``tmp_path/artifacts``; output and errors
+    together in ``.stdout``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    args = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        *(TINY if tiny else []),
+        f"artifacts.root={tmp_path / 'artifacts'}",
+        f"hydra.run.dir={tmp_path / name}",
+        *overrides,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
+    proc = subprocess.run(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run.py failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
+    return proc
+
+
+def summary(tmp_path: Path, name: str = "run") -> dict:
+    return json.loads((tmp_path / name / "summary.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    import torch
+
+    torch.set_num_threads(2)
