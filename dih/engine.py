@@ -69,6 +69,7 @@ class Task:
 
     learner: nn.Module
     frozen: nn.Module | None = None
+    evaluates: bool = True  # False for a stage whose model classifies nothing yet (FitNets' hint stage)
 
     def step(self, batch: Batch) -> StepOutput:
         raise NotImplementedError
@@ -125,7 +126,7 @@ def fit(
             ("val", data.val_images, data.val_labels),
             ("test", data.test_images, data.test_labels),
         )
-        if len(labels)
+        if len(labels) and task.evaluates
     }
     params = [p for p in task.learner.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(

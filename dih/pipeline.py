@@ -1,7 +1,6 @@
 """A method's list of stages -> a plan of content-keyed stages -> each reused from the artifact store or
 built, in order, with its upstream artifacts."""
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from dih.errors import UserError, unknown_name
 from dih.runtime import resolve_device
 from dih.stages import STAGES, STUDENT_STAGES
 from dih.stages.base import StageContext
+from dih.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +70,33 @@ def _stop_index(cfg: DictConfig, names: list[str]) -> int:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run (or reuse) every planned stage; write and return the run's summary."""
+    """Run (or reuse) every planned stage; write and return the run's summary.
+
+    ``summary.json`` appears only when the run succeeded; a failed run leaves ``failed.json`` saying why,
+    so a report over a sweep can list it instead of dropping it.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The resolved config beside the results: what the report reads to place the run in its table.
+    atomic.write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    (run_dir / "failed.json").unlink(missing_ok=True)
+    tracker = Tracker(run_dir, cfg)
+    try:
+        summary = _run_stages(cfg, run_dir, tracker)
+    except BaseException as exc:
+        atomic.write_json(run_dir / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        tracker.close()
+    atomic.write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _run_stages(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict:
     store = ArtifactStore(Path(cfg.artifacts.root), on_corrupt=cfg.artifacts.on_corrupt)
-    metrics_file = run_dir / "metrics.jsonl"
-
-    def on_epoch(line: dict) -> None:
-        with metrics_file.open("a") as f:
-            f.write(json.dumps(line) + "\n")
-
-    ctx = StageContext(cfg=cfg, device=resolve_device(cfg.device), run_dir=run_dir, on_epoch=on_epoch)
+    ctx = StageContext(
+        cfg=cfg, device=resolve_device(cfg.device), run_dir=run_dir, on_epoch=tracker.log_epoch
+    )
     log.info("device %s, artifacts in %s", ctx.device, store.root)
     built: dict[str, Artifact] = {}
     summary = {
@@ -101,8 +117,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         )
         built[stage.name] = artifact
         summary["stages"][stage.name] = {"key": stage.key, "reused": not fresh, **artifact.summary}
-    last = summary["stages"][stage.name]
-    summary.update({k: v for k, v in last.items() if k.startswith("test/")})
-    atomic.write_json(run_dir / "summary.json", summary)
-    atomic.write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    summary.update({k: v for k, v in summary["stages"][stage.name].items() if k.startswith("test/")})
+    tracker.log_summary(summary)
     return summary

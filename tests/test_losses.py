@@ -119,5 +119,7 @@ def test_kd_gradient_matches_closed_form():
 
 
 def test_unknown_loss_lists_known():
-    with pytest.raises(UserError, match="choose one of: ce, dih, kd"):
+    with pytest.raises(
+        UserError, match="Unknown loss 'nope'; choose one of: at, ce, crd, dih, kd, mhkd, tofd"
+    ):
         build_loss({"name": "nope"})

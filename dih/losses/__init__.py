@@ -1,24 +1,65 @@
 """Student losses, one small module per method. Each is an ``nn.Module`` called as
 ``loss(student_output, teacher_output, batch) -> (total, {part name: weighted part})``; the parts add up
-to the total, and a loss with parameters of its own (a regressor, an embedding) learns with the student."""
+to the total, and a loss with parameters of its own (embeddings, student heads, links) learns with the
+student. A loss that needs shapes or the training-set size takes a ``context`` (``LossContext``)."""
+
+import inspect
 
 from torch import nn
 
-from dih.errors import unknown_name
+from dih.errors import UserError, unknown_name
+from dih.losses.at import ATLoss
 from dih.losses.ce import CELoss
+from dih.losses.context import LossContext
+from dih.losses.crd import CRDLoss
 from dih.losses.dih import DIHLoss
 from dih.losses.kd import KDLoss, soft_kl
+from dih.losses.mhkd import MHKDLoss
+from dih.losses.tofd import TOFDLoss
 
-LOSSES = {"ce": CELoss, "kd": KDLoss, "dih": DIHLoss}
+LOSSES: dict[str, type[nn.Module]] = {
+    "ce": CELoss,
+    "kd": KDLoss,
+    "dih": DIHLoss,
+    "at": ATLoss,
+    "crd": CRDLoss,
+    "tofd": TOFDLoss,
+    "mhkd": MHKDLoss,
+}
+NEEDS_TEACHER = {"kd", "dih", "at", "crd", "tofd", "mhkd"}
 
 
-def build_loss(config: dict) -> nn.Module:
-    """The loss named by ``config["name"]``, constructed with the rest of ``config``."""
+def build_loss(config: dict, context: LossContext | None = None) -> nn.Module:
+    """The loss named by ``config["name"]``, constructed with the rest of ``config`` (and the context)."""
     settings = dict(config)
     name = settings.pop("name")
     if name not in LOSSES:
         raise unknown_name("loss", name, LOSSES)
-    return LOSSES[name](**settings)
+    if name in NEEDS_TEACHER and context is not None and context.teacher_features is None:
+        raise UserError(
+            f"The {name} loss needs a teacher, but the method lists no teacher stage before the student."
+        )
+    cls = LOSSES[name]
+    if "context" in inspect.signature(cls).parameters:
+        settings["context"] = context
+    try:
+        return cls(**settings)
+    except TypeError as exc:
+        raise UserError(
+            f"Bad settings for the {name} loss ({exc}); check method.loss in the config."
+        ) from exc
 
 
-__all__ = ["LOSSES", "build_loss", "CELoss", "KDLoss", "DIHLoss", "soft_kl"]
+__all__ = [
+    "LOSSES",
+    "LossContext",
+    "build_loss",
+    "ATLoss",
+    "CELoss",
+    "CRDLoss",
+    "DIHLoss",
+    "KDLoss",
+    "MHKDLoss",
+    "TOFDLoss",
+    "soft_kl",
+]

@@ -2,9 +2,10 @@
 
 import math
 
-import torch
 import torch.nn as nn
 from torch import Tensor
+
+from dih.models import probe
 
 
 class LinearHeads(nn.Module):
@@ -33,15 +34,8 @@ class LinearHeads(nn.Module):
         The heads are created on the model's device.
         """
         param = next(model.parameters())
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model(torch.zeros(2, *image_shape, device=param.device, dtype=param.dtype))
-        finally:
-            model.train(was_training)
-        shapes = {name: tuple(out.features[name].shape[1:]) for name in model.stage_names}
-        return cls(shapes, num_classes).to(device=param.device, dtype=param.dtype)
+        heads = cls(probe.mount_point_shapes(model, image_shape), num_classes)
+        return heads.to(device=param.device, dtype=param.dtype)
 
     def __len__(self) -> int:
         return len(self.heads)

@@ -14,7 +14,7 @@ from dih.artifacts import Artifact
 from dih.data import ImageData, dataset_identity, load_data
 from dih.engine import Recipe
 from dih.errors import UserError
-from dih.models import LinearHeads, build_model
+from dih.models import build_model, heads_class
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,22 @@ class StageContext:
         return Recipe.from_config(self.cfg.trainer, **overrides)
 
     def method_setting(self, name: str, default=None):
+        """A plain-Python copy of ``method.<name>`` (for hashing and for constructors)."""
         value = self.cfg.method.get(name, default)
-        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+    def fit_options(self, seed: int, stage: str) -> dict:
+        """The keyword arguments every stage passes to ``engine.fit``."""
+        return {
+            "seed": seed,
+            "stage": stage,
+            "on_epoch": self.on_epoch,
+            "progress": self.cfg.trainer.progress,
+        }
 
 
 def load_model(artifact: Artifact, device: torch.device) -> nn.Module:
-    """A zoo model with the weights of a teacher/student artifact, frozen or not as the caller decides."""
+    """A zoo model with the weights of a teacher, assistant, hint or student artifact."""
     payload = artifact.load()
     model = build_model(payload["name"], payload["num_classes"])
     try:
@@ -68,18 +78,23 @@ def load_model(artifact: Artifact, device: torch.device) -> nn.Module:
 
 
 def model_payload(model: nn.Module, name: str, num_classes: int) -> dict:
-    """What a teacher or student artifact stores: enough to rebuild the model by name."""
-    return {
-        "name": name,
-        "num_classes": num_classes,
-        "model": {k: v.cpu() for k, v in model.state_dict().items()},
-    }
+    """What a model artifact stores: enough to rebuild the model by name."""
+    return {"name": name, "num_classes": num_classes, "model": _cpu_state(model)}
 
 
-def load_heads(artifact: Artifact, device: torch.device) -> LinearHeads:
+def heads_payload(heads: nn.Module, kind: str, num_classes: int) -> dict:
+    """What a heads artifact stores: the kind, the shapes it was built for, and the weights."""
+    shapes = {name: list(shape) for name, shape in heads.feature_shapes.items()}
+    return {"kind": kind, "shapes": shapes, "num_classes": num_classes, "heads": _cpu_state(heads)}
+
+
+def load_heads(artifact: Artifact, device: torch.device) -> nn.Module:
     payload = artifact.load()
-    heads = LinearHeads(
-        {name: tuple(shape) for name, shape in payload["shapes"].items()}, payload["num_classes"]
-    )
+    shapes = {name: tuple(shape) for name, shape in payload["shapes"].items()}
+    heads = heads_class(payload["kind"])(shapes, payload["num_classes"])
     heads.load_state_dict(payload["heads"])
     return heads.to(device)
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}

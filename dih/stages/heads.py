@@ -1,13 +1,15 @@
-"""DIH head fine-tuning: k linear heads learn on the frozen teacher's stage outputs (SPEC s.3)."""
+"""Teacher-side heads: classifiers mounted on the frozen teacher's stages learn with cross-entropy while the
+teacher stays fixed. DIH's linear heads (SPEC s.3), and likewise MHKD's heads and TOFD's auxiliary
+classifiers, chosen by the method's ``heads:`` setting."""
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dih.engine import StepOutput, Task, fit
-from dih.models import LinearHeads
+from dih.models import heads_class
 from dih.models.teacher_side import TeacherSide
 from dih.runtime import seed_everything
-from dih.stages.base import StageContext, load_model
+from dih.stages.base import StageContext, heads_payload, load_model
 
 UPSTREAM = ("teacher",)
 
@@ -15,7 +17,7 @@ UPSTREAM = ("teacher",)
 class HeadsTask(Task):
     """Only the heads learn, all in one optimiser: ``sum_i CE(h_i(f_i), y)``."""
 
-    def __init__(self, teacher_side: TeacherSide, heads: LinearHeads):
+    def __init__(self, teacher_side: TeacherSide, heads: nn.Module):
         self.frozen, self.learner = teacher_side, heads
 
     def _head_logits(self, images: Tensor) -> list[Tensor]:
@@ -30,9 +32,15 @@ class HeadsTask(Task):
         return {f"head{i}": z for i, z in enumerate(self._head_logits(images), 1)}
 
 
+def kind(ctx: StageContext) -> str:
+    return ctx.method_setting("heads", "linear")
+
+
 def identity(ctx: StageContext, upstream_keys: dict[str, str]) -> dict:
+    heads_class(kind(ctx))  # an unknown kind stops here, before any training
     return {
         "teacher": upstream_keys["teacher"],
+        "kind": kind(ctx),
         "recipe": ctx.recipe().identity(),
         "seed": ctx.cfg.teacher_seed,
     }
@@ -42,22 +50,15 @@ def build(ctx: StageContext, upstream: dict, work_dir) -> tuple[dict, dict]:
     seed = ctx.cfg.teacher_seed
     seed_everything(seed)
     teacher = load_model(upstream["teacher"], ctx.device)
-    heads = LinearHeads.for_model(teacher, ctx.data.num_classes, ctx.data.image_shape).to(ctx.device)
+    heads = (
+        heads_class(kind(ctx)).for_model(teacher, ctx.data.num_classes, ctx.data.image_shape).to(ctx.device)
+    )
     summary = fit(
         HeadsTask(TeacherSide(teacher), heads),
         ctx.data,
         ctx.recipe(),
         ctx.device,
         work_dir,
-        seed=seed,
-        stage="heads",
-        on_epoch=ctx.on_epoch,
-        progress=ctx.cfg.trainer.progress,
+        **ctx.fit_options(seed, "heads"),
     )
-    shapes = {name: list(shape) for name, shape in heads.feature_shapes.items()}
-    payload = {
-        "heads": {k: v.cpu() for k, v in heads.state_dict().items()},
-        "shapes": shapes,
-        "num_classes": ctx.data.num_classes,
-    }
-    return payload, summary
+    return heads_payload(heads, kind(ctx), ctx.data.num_classes), summary

@@ -1,16 +1,17 @@
 """Student distillation: the student (and any parameters of its loss) learns from the frozen teacher side
-with the method's loss; with no teacher upstream (method=ce) it learns alone."""
+with the method's loss; with no teacher upstream (method=ce) it learns alone. TAKD's assistant is trained
+by this same stage kind, with the assistant in the student's place."""
 
 from torch import Tensor, nn
 
 from dih.engine import StepOutput, Task, fit
-from dih.losses import build_loss
-from dih.models import build_model
+from dih.losses import LossContext, build_loss
+from dih.models import build_model, feature_shapes
 from dih.models.teacher_side import TeacherSide
 from dih.runtime import seed_everything
 from dih.stages.base import StageContext, load_heads, load_model, model_payload
 
-UPSTREAM: tuple[str, ...] = ()  # whatever teacher-side stages the method lists before it
+UPSTREAM: tuple[str, ...] = ()  # whatever stages the method lists before it
 
 
 class DistillTask(Task):
@@ -37,36 +38,78 @@ def identity(ctx: StageContext, upstream_keys: dict[str, str]) -> dict:
         "model": cfg.student.name,
         "method": cfg.method.name,
         "loss": ctx.method_setting("loss"),
-        "recipe": ctx.recipe().identity(),
+        "recipe": student_recipe(ctx).identity(),
         "seed": cfg.seed,
         "upstream": upstream_keys,
     }
 
 
+def student_recipe(ctx: StageContext):
+    """The trainer's recipe with the method's own batch size, if it has one (CRD and TOFD use 128)."""
+    return ctx.recipe(batch_size=ctx.method_setting("batch_size"))
+
+
 def teacher_side(ctx: StageContext, upstream: dict) -> TeacherSide | None:
-    """Assemble the frozen teacher side from the upstream artifacts the method lists."""
+    """The frozen teacher side from the upstream artifacts: TAKD's assistant stands in for the teacher;
+    heads (DIH, MHKD, TOFD) join the teacher's own classifier in the cohort."""
+    if "assistant" in upstream:
+        return TeacherSide(load_model(upstream["assistant"], ctx.device))
     if "teacher" not in upstream:
         return None
-    teacher = load_model(upstream["teacher"], ctx.device)
     heads = load_heads(upstream["heads"], ctx.device) if "heads" in upstream else None
-    return TeacherSide(teacher, heads)
+    return TeacherSide(load_model(upstream["teacher"], ctx.device), heads)
+
+
+def loss_context(ctx: StageContext, student: nn.Module, side: TeacherSide | None) -> LossContext:
+    shape = ctx.data.image_shape
+    return LossContext(
+        num_classes=ctx.data.num_classes,
+        num_train=len(ctx.data.train_labels),
+        image_shape=shape,
+        student_features=feature_shapes(student, shape),
+        student_stages=tuple(student.stage_names),
+        teacher_features=feature_shapes(side.teacher, shape) if side is not None else None,
+        teacher_stages=tuple(side.teacher.stage_names) if side is not None else (),
+        train_labels=ctx.data.train_labels.to(ctx.device),
+    )
+
+
+def train_student(
+    ctx: StageContext,
+    upstream: dict,
+    work_dir,
+    *,
+    model_name: str,
+    seed: int,
+    stage: str,
+    side: TeacherSide | None,
+    recipe,
+) -> tuple[dict, dict]:
+    """Build ``model_name`` (from FitNets' hint-stage weights when upstream has them) and distil it."""
+    seed_everything(seed)
+    student = build_model(model_name, ctx.data.num_classes).to(ctx.device)
+    if "hint" in upstream:
+        student.load_state_dict(upstream["hint"].load()["model"])
+    loss = build_loss(ctx.method_setting("loss"), loss_context(ctx, student, side)).to(ctx.device)
+    summary = fit(
+        DistillTask(student, loss, side),
+        ctx.data,
+        recipe,
+        ctx.device,
+        work_dir,
+        **ctx.fit_options(seed, stage),
+    )
+    return model_payload(student, model_name, ctx.data.num_classes), summary
 
 
 def build(ctx: StageContext, upstream: dict, work_dir) -> tuple[dict, dict]:
-    seed = ctx.cfg.seed
-    seed_everything(seed)
-    student = build_model(ctx.cfg.student.name, ctx.data.num_classes).to(ctx.device)
-    loss = build_loss(ctx.method_setting("loss")).to(ctx.device)
-    task = DistillTask(student, loss, teacher_side(ctx, upstream))
-    summary = fit(
-        task,
-        ctx.data,
-        ctx.recipe(),
-        ctx.device,
+    return train_student(
+        ctx,
+        upstream,
         work_dir,
-        seed=seed,
+        model_name=ctx.cfg.student.name,
+        seed=ctx.cfg.seed,
         stage="student",
-        on_epoch=ctx.on_epoch,
-        progress=ctx.cfg.trainer.progress,
+        side=teacher_side(ctx, upstream),
+        recipe=student_recipe(ctx),
     )
-    return model_payload(student, ctx.cfg.student.name, ctx.data.num_classes), summary

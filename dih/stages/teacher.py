@@ -27,12 +27,11 @@ class SupervisedTask(Task):
 
 
 def identity(ctx: StageContext, upstream_keys: dict[str, str]) -> dict:
-    cfg = ctx.cfg
     return {
         "data": ctx.data_identity(),
-        "model": cfg.teacher.name,
+        "model": ctx.cfg.teacher.name,
         "recipe": ctx.recipe().identity(),
-        "seed": cfg.teacher_seed,
+        "seed": ctx.cfg.teacher_seed,
     }
 
 
@@ -46,9 +45,6 @@ def build(ctx: StageContext, upstream: dict, work_dir) -> tuple[dict, dict]:
         ctx.recipe(),
         ctx.device,
         work_dir,
-        seed=seed,
-        stage="teacher",
-        on_epoch=ctx.on_epoch,
-        progress=ctx.cfg.trainer.progress,
+        **ctx.fit_options(seed, "teacher"),
     )
     return model_payload(model, ctx.cfg.teacher.name, ctx.data.num_classes), summary

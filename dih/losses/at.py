@@ -1,0 +1,45 @@
+"""Attention transfer (Zagoruyko & Komodakis): the student matches the teacher's spatial attention maps.
+
+    L_AT = CE(s, y) + beta * sum_l mean((q_s^l - q_t^l)^2),   q = normalize(vec(mean_c f^p))
+
+over paired stage outputs (SPEC s.5); the RepDistiller convention, beta 1000 and p 2.
+"""
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dih.errors import UserError
+from dih.losses.context import LossContext
+from dih.losses.pairing import pair_stages
+
+
+def attention_map(f: Tensor, p: float = 2) -> Tensor:
+    """``[B, H*W]`` unit-norm map of where a ``[B, C, H, W]`` feature map is active (mean over channels)."""
+    return F.normalize(f.pow(p).mean(1).flatten(1))
+
+
+def match_spatial(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Average-pool whichever map is spatially larger to the other's size, so the two can be compared."""
+    size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
+    pool = lambda f: f if tuple(f.shape[-2:]) == size else F.adaptive_avg_pool2d(f, size)
+    return pool(a), pool(b)
+
+
+class ATLoss(nn.Module):
+    """``CE(s, y) + beta * sum_l mean((q_s^l - q_t^l)^2)`` over the stages ``pair_stages`` matches."""
+
+    def __init__(self, context: LossContext, beta: float = 1000.0, p: float = 2):
+        super().__init__()
+        self.pairs = pair_stages(context.student_stages, context.teacher_stages)
+        if not self.pairs:
+            raise UserError("The AT loss needs a teacher with stage outputs; use a zoo model as the teacher.")
+        self.beta, self.p = float(beta), p
+
+    def forward(self, student, teacher, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        ce = F.cross_entropy(student.logits, batch.labels)
+        at = 0.0
+        for s_name, t_name in self.pairs:
+            f_s, f_t = match_spatial(student.features[s_name].float(), teacher.features[t_name].float())
+            at = at + (attention_map(f_s, self.p) - attention_map(f_t, self.p)).pow(2).mean()
+        parts = {"ce": ce, "at": self.beta * at}
+        return parts["ce"] + parts["at"], parts
