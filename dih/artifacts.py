@@ -9,6 +9,7 @@ before it is ever loaded.
     <root>/<key>/payload.pt     the weights (and whatever the stage hands downstream)
     <root>/<key>/meta.json      key, identity, checksum, summary metrics
     <root>/<key>/metrics.jsonl  the stage's per-epoch metrics
+    <root>/<key>/<file>         large files a stage writes itself (the cohort cache), checksummed too
     <root>/<key>/work/          checkpoints while it is being built (removed once complete)
 """
 
@@ -30,6 +31,7 @@ from dih.lock import FileLock
 log = logging.getLogger(__name__)
 
 PAYLOAD, META, METRICS, WORK = "payload.pt", "meta.json", "metrics.jsonl", "work"
+FILES = "files"  # a build puts large outputs in work/files/; they move beside the payload on commit
 
 
 def make_key(kind: str, identity: dict) -> str:
@@ -98,7 +100,8 @@ class ArtifactStore:
         """Return the artifact under ``key``, building it (once, under its lock) if absent.
 
         ``build(work_dir)`` trains the stage, checkpointing into ``work_dir`` so a killed build resumes,
-        and returns ``(payload, summary)``. The second value says whether this call built it.
+        and returns ``(payload, summary)``; files it leaves in ``work_dir/files/`` become part of the
+        artifact. The second value says whether this call built it.
         """
         found = self.find(key)
         if found is not None:
@@ -117,11 +120,16 @@ class ArtifactStore:
         data = atomic.torch_save(directory / PAYLOAD, payload)
         if (work / METRICS).exists():
             atomic.write_bytes(directory / METRICS, (work / METRICS).read_bytes())
+        files = {}
+        for path in sorted((work / FILES).glob("*")):
+            files[path.name] = _sha256(path)  # written and fsynced by the build; the rename is atomic
+            path.rename(directory / path.name)
         meta = {
             "key": key,
             "kind": key.split("-")[0],
             "identity": identity,
             "sha256": hashlib.sha256(data).hexdigest(),
+            "files": files,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "summary": summary,
         }
@@ -137,13 +145,19 @@ def _check(directory: Path, meta_path: Path) -> str | None:
         expected = meta["sha256"]
     except (json.JSONDecodeError, KeyError, OSError):
         return "unreadable meta.json"
-    payload = directory / PAYLOAD
-    if not payload.exists():
-        return "payload missing"
-    digest = hashlib.sha256()
-    with payload.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != expected:
-        return "checksum mismatch"
+    expected_files = {PAYLOAD: expected, **meta.get("files", {})}
+    for name, digest in expected_files.items():
+        path = directory / name
+        if not path.exists():
+            return f"{name} missing"
+        if _sha256(path) != digest:
+            return f"checksum mismatch in {name}"
     return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

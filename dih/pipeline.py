@@ -94,9 +94,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
 def _run_stages(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict:
     store = ArtifactStore(Path(cfg.artifacts.root), on_corrupt=cfg.artifacts.on_corrupt)
-    ctx = StageContext(
-        cfg=cfg, device=resolve_device(cfg.device), run_dir=run_dir, on_epoch=tracker.log_epoch
-    )
+    device = resolve_device(cfg.device)
+    ctx = StageContext(cfg=cfg, device=device, run_dir=run_dir, store=store, on_epoch=tracker.log_epoch)
     log.info("device %s, artifacts in %s", ctx.device, store.root)
     built: dict[str, Artifact] = {}
     summary = {

@@ -26,3 +26,25 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def teacher_speed(settings, device: torch.device):
+    """The frozen teacher side's ``Speed`` on ``device`` from the ``teacher_side`` config."""
+    from dih.models.teacher_side import Speed
+
+    def choose(value, auto: bool) -> bool:
+        return auto if value == "auto" else bool(value)
+
+    return Speed(
+        autocast=choose(settings.bf16, bf16_checked(device)),
+        channels_last=choose(settings.channels_last, device.type == "cuda"),
+        compile=bool(settings.compile),
+    )
+
+
+def bf16_checked(device: torch.device) -> bool:
+    """Where bf16 autocast of the teacher side is on by default: devices with native bf16 math, where the
+    cohort's accuracy was checked to stay within 0.1 points of float32 (docs/performance.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"

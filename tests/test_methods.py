@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import run_cli, summary
 
 pytestmark = pytest.mark.slow
@@ -24,7 +23,7 @@ PAIR = ["teacher=res20", "student=res8", "method.assistant=res14"]
 
 def test_every_method_runs_and_shares_the_teacher(tmp_path):
     teacher_keys = set()
-    for i, method in enumerate(EXPECTED_STAGES):
+    for method in EXPECTED_STAGES:
         extra = PAIR if method == "takd" else PAIR[:2]
         run_cli(tmp_path, f"method={method}", *extra, name=method)
         s = summary(tmp_path, method)

@@ -26,6 +26,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "tofd": TOFDLoss,
     "mhkd": MHKDLoss,
 }
+# Losses that read only the cohort's logits, never the teacher's features: the cohort cache serves them.
+LOGITS_ONLY = {"kd", "dih"}
 NEEDS_TEACHER = {"kd", "dih", "at", "crd", "tofd", "mhkd"}
 
 

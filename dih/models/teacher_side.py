@@ -1,5 +1,5 @@
-"""The frozen teacher side of a distillation stage: the teacher and its extra classifiers, run once per
-batch without autograd."""
+"""The frozen teacher side of a stage: the teacher and its extra classifiers, run once per batch without
+autograd, optionally under bf16 autocast, in channels-last layout, or compiled."""
 
 from dataclasses import dataclass
 
@@ -9,27 +9,49 @@ from torch import Tensor, nn
 
 @dataclass
 class TeacherOutput:
-    """What a student loss sees of the teacher side."""
+    """What a student loss sees of the teacher side (always float32, whatever ran inside)."""
 
     logits: Tensor  # the teacher's own final classifier
     cohort: list[Tensor]  # every classifier of the teacher side, shallowest head first, ``logits`` last
     features: dict[str, Tensor]
 
 
+@dataclass(frozen=True)
+class Speed:
+    """How the frozen side runs; none of it changes what it computes beyond bf16 rounding."""
+
+    autocast: bool = False  # bf16 autocast
+    channels_last: bool = False  # NHWC layout (pays on CUDA tensor cores)
+    compile: bool = False  # torch.compile the teacher
+
+    def identity(self) -> dict:
+        """The part that can change results (bf16 rounding); layout and compilation do not."""
+        return {"teacher_bf16": self.autocast}
+
+
 class TeacherSide(nn.Module):
     """A trained teacher plus optional heads (``forward(features) -> list of logits``), frozen."""
 
-    def __init__(self, teacher: nn.Module, heads: nn.Module | None = None):
+    def __init__(self, teacher: nn.Module, heads: nn.Module | None = None, speed: Speed = Speed()):
         super().__init__()
-        self.teacher, self.heads = teacher, heads
+        self.teacher, self.heads, self.speed = teacher, heads, speed
         self.requires_grad_(False)
         self.eval()
+        if speed.channels_last:
+            self.to(memory_format=torch.channels_last)
+        # Kept out of the module tree: the compiled wrapper shares the teacher's weights, it adds none.
+        object.__setattr__(self, "_run_teacher", torch.compile(teacher) if speed.compile else teacher)
 
     def train(self, mode: bool = True) -> "TeacherSide":
         return super().train(False)  # frozen: batch norm keeps its running statistics, always
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> TeacherOutput:
-        out = self.teacher(images)
-        head_logits = list(self.heads(out.features)) if self.heads is not None else []
-        return TeacherOutput(logits=out.logits, cohort=[*head_logits, out.logits], features=out.features)
+        if self.speed.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.speed.autocast):
+            out = self._run_teacher(images)
+            head_logits = list(self.heads(out.features)) if self.heads is not None else []
+        cohort = [z.float() for z in (*head_logits, out.logits)]
+        features = {name: f.float() for name, f in out.features.items()}
+        return TeacherOutput(logits=cohort[-1], cohort=cohort, features=features)

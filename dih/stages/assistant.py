@@ -3,9 +3,8 @@ in the teacher's place. One assistant per (teacher, assistant model) is shared b
 
 from dih.errors import UserError
 from dih.models import MODEL_NAMES, build_model, parameter_count
-from dih.models.teacher_side import TeacherSide
 from dih.stages.base import StageContext, load_model
-from dih.stages.student import train_student
+from dih.stages.student import train_student, uses_cache
 
 UPSTREAM = ("teacher",)
 
@@ -34,11 +33,13 @@ def identity(ctx: StageContext, upstream_keys: dict[str, str]) -> dict:
         "loss": ctx.method_setting("loss"),
         "recipe": ctx.recipe().identity(),
         "seed": cfg.teacher_seed,
+        **ctx.speed.identity(),
+        "cohort_cache": uses_cache(ctx, True, ctx.recipe().epochs),
     }
 
 
 def build(ctx: StageContext, upstream: dict, work_dir) -> tuple[dict, dict]:
-    side = TeacherSide(load_model(upstream["teacher"], ctx.device))
+    side = ctx.teacher_side(load_model(upstream["teacher"], ctx.device))
     return train_student(
         ctx,
         {},
@@ -48,4 +49,5 @@ def build(ctx: StageContext, upstream: dict, work_dir) -> tuple[dict, dict]:
         stage="assistant",
         side=side,
         recipe=ctx.recipe(),
+        cache_from={"teacher": upstream["teacher"]} if uses_cache(ctx, True, ctx.recipe().epochs) else None,
     )

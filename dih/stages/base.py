@@ -10,11 +10,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from dih.artifacts import Artifact
+from dih.artifacts import Artifact, ArtifactStore
 from dih.data import ImageData, dataset_identity, load_data
 from dih.engine import Recipe
 from dih.errors import UserError
 from dih.models import build_model, heads_class
+from dih.models.teacher_side import Speed, TeacherSide
+from dih.runtime import teacher_speed
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ class StageContext:
     cfg: DictConfig
     device: torch.device
     run_dir: Path
+    store: ArtifactStore
     on_epoch: Callable[[dict], None] = field(default=lambda line: None)
 
     @cached_property
@@ -42,6 +45,14 @@ class StageContext:
             data.num_classes,
         )
         return data
+
+    @cached_property
+    def speed(self) -> Speed:
+        return teacher_speed(self.cfg.teacher_side, self.device)
+
+    def teacher_side(self, teacher: nn.Module, heads: nn.Module | None = None) -> TeacherSide:
+        """A frozen teacher side that runs as the ``teacher_side`` settings say."""
+        return TeacherSide(teacher, heads, self.speed)
 
     def data_identity(self) -> dict:
         return dataset_identity(self.cfg.dataset)

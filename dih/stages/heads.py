@@ -43,6 +43,7 @@ def identity(ctx: StageContext, upstream_keys: dict[str, str]) -> dict:
         "kind": kind(ctx),
         "recipe": ctx.recipe().identity(),
         "seed": ctx.cfg.teacher_seed,
+        **ctx.speed.identity(),
     }
 
 
@@ -54,7 +55,7 @@ def build(ctx: StageContext, upstream: dict, work_dir) -> tuple[dict, dict]:
         heads_class(kind(ctx)).for_model(teacher, ctx.data.num_classes, ctx.data.image_shape).to(ctx.device)
     )
     summary = fit(
-        HeadsTask(TeacherSide(teacher), heads),
+        HeadsTask(ctx.teacher_side(teacher), heads),
         ctx.data,
         ctx.recipe(),
         ctx.device,

@@ -47,13 +47,14 @@ def identity(ctx: StageContext, upstream_keys: dict[str, str]) -> dict:
         "hint": settings(ctx),
         "recipe": recipe(ctx).identity(),
         "seed": ctx.cfg.seed,
+        **ctx.speed.identity(),
     }
 
 
 def build(ctx: StageContext, upstream: dict, work_dir) -> tuple[dict, dict]:
     seed = ctx.cfg.seed
     seed_everything(seed)
-    side = TeacherSide(load_model(upstream["teacher"], ctx.device))
+    side = ctx.teacher_side(load_model(upstream["teacher"], ctx.device))
     student = build_model(ctx.cfg.student.name, ctx.data.num_classes).to(ctx.device)
     loss = HintLoss(context=loss_context(ctx, student, side), **settings(ctx)).to(ctx.device)
     summary = fit(

@@ -1,0 +1,249 @@
+"""The sweep report: numbers checked against an independent computation, and one real sweep end to end."""
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dih import report
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SEEDS = (30, 50, 67)
+
+
+def write_run(
+    directory: Path,
+    method: str,
+    seed: int,
+    *,
+    dataset: str = "cifar100",
+    teacher: str = "res110",
+    student: str = "res8",
+    last: float | None = None,
+    best: float | None = None,
+    error: str | None = None,
+    heads: list[float] | None = None,
+    teacher_acc: float = 70.0,
+    config: dict | None = None,
+) -> Path:
+    """A run directory as the pipeline leaves it: config.yaml, then summary.json, failed.json or neither."""
+    directory.mkdir(parents=True)
+    cfg = {
+        "dataset": {"name": dataset, "root": "./data", "val_fraction": 0.1},
+        "teacher": {"name": teacher},
+        "student": {"name": student},
+        "method": {"name": method, "stages": ["teacher", "student"], "loss": {"alpha": 0.1}},
+        "trainer": {"epochs": 3},
+        "seed": seed,
+        "device": "auto",
+        "artifacts": {"root": "artifacts"},
+    }
+    for group, values in (config or {}).items():
+        cfg[group].update(values)
+    (directory / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if error is not None:
+        (directory / "failed.json").write_text(json.dumps({"error": error}))
+    if last is None:
+        return directory
+    student_stage = {"key": f"student-{method}-{seed}-{last}", "reused": False, "test/acc_last": last}
+    if best is not None:
+        student_stage["test/acc_best_val"] = best
+    stages = {"teacher": {"key": f"teacher-{teacher}", "reused": True, "test/acc_last": teacher_acc}}
+    if heads is not None:
+        stages["heads"] = {"key": f"heads-{teacher}", "reused": True}
+        stages["heads"].update({f"head{i + 1}/acc": a for i, a in enumerate(heads)})
+    stages["student"] = student_stage
+    summary = {"method": method, "dataset": dataset, "teacher": teacher, "student": student, "seed": seed}
+    summary |= {"stages": stages, "test/acc_last": last}
+    (directory / "summary.json").write_text(json.dumps(summary))
+    return directory
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> dict:
+    """A hand-made sweep: known accuracies per (pair, method, seed), a failed and an unfinished run."""
+    root = tmp_path / "sweep"
+    accs = {
+        ("cifar100", "res110", "res8", "dih"): [61.2, 60.1, 62.9],
+        ("cifar100", "res110", "res8", "kd"): [59.0, 58.1, 60.5],
+        ("cifar100", "res110", "res8", "ce"): [57.3, 58.8, 56.0],
+        ("cifar100", "res110", "res8", "crd"): [60.0, 61.5, 59.7],
+        ("cifar100", "res110", "res8", "mynew"): [50.5],
+        ("cifar100", "res20", "res8", "kd"): [58.0, 57.5],
+        ("cifar10", "res110", "res8", "kd"): [88.1, 87.2, 88.8],
+    }
+    i = 0
+    for (dataset, teacher, student, method), values in accs.items():
+        for seed, acc in zip(SEEDS, values):
+            heads = [30.0, 45.0, 60.0] if method == "dih" else None
+            run = write_run(
+                root / f"{i}_{method}_{teacher}_{student}_s{seed}",
+                method,
+                seed,
+                dataset=dataset,
+                teacher=teacher,
+                student=student,
+                last=acc,
+                best=acc - 1.0 if dataset == "cifar100" else None,  # cifar10 as with val_fraction=0
+                heads=heads,
+            )
+            (run / ".hydra").mkdir()
+            (run / ".hydra" / "config.yaml").write_text("defaults: []\n")  # never a run of its own
+            i += 1
+    failed = write_run(root / "90_dih_res110_res8_s99", "dih", 99, error="RuntimeError: CUDA out of memory")
+    unfinished = write_run(root / "91_kd_res110_res8_s99", "kd", 99)
+    (tmp_path / "sweep" / "conf").mkdir()
+    (tmp_path / "sweep" / "conf" / "config.yaml").write_text("defaults:\n  - dataset: cifar100\n")
+    return {"root": root, "accs": accs, "failed": failed, "unfinished": unfinished}
+
+
+def test_table_matches_an_independent_computation(sweep):
+    records = report.gather(sweep["root"])
+    assert len(records) == sum(len(v) for v in sweep["accs"].values()) + 2
+    assert {r.status for r in records} == {"done", "failed", "unfinished"}
+    last = report.table(records, "last")
+    for (dataset, teacher, student, method), values in sweep["accs"].items():
+        cell = last.cell(report.Row(dataset, teacher, student), method)
+        assert cell is not None and cell.n == len(values)
+        assert cell.mean == pytest.approx(statistics.mean(values))
+        if len(values) > 1:
+            assert cell.std == pytest.approx(statistics.stdev(values))
+            assert "±" in cell.text()
+        else:
+            assert cell.std is None and "±" not in cell.text() and "(n=1)" in cell.text()
+    # The paper's column order, unknown methods after; rows by data set, then teacher size.
+    assert last.columns == ["ce", "kd", "crd", "dih", "mynew"]
+    assert [(r.dataset, r.teacher) for r in last.rows] == [
+        ("cifar10", "res110"),
+        ("cifar100", "res20"),
+        ("cifar100", "res110"),
+    ]
+    best = report.table(records, "best_val")
+    assert [r.dataset for r in best.rows] == ["cifar100", "cifar100"]  # cifar10 has no validation split
+    cell = best.cell(report.Row("cifar100", "res110", "res8"), "dih")
+    dih = sweep["accs"][("cifar100", "res110", "res8", "dih")]
+    assert cell.mean == pytest.approx(statistics.mean(a - 1.0 for a in dih))
+
+
+def test_duplicates_count_once_and_differing_settings_split(tmp_path):
+    root = tmp_path / "sweep"
+    for seed, acc in zip(SEEDS, (60.0, 62.0, 64.0)):
+        write_run(root / f"kd_s{seed}", "kd", seed, last=acc)
+    write_run(root / "again" / "kd_s30", "kd", 30, last=60.0)  # the same student artifact, found twice
+    write_run(root / "alpha" / "kd_s30", "kd", 30, last=50.0, config={"method": {"loss": {"alpha": 0.5}}})
+    write_run(root / "long" / "kd_s30", "kd", 30, last=70.0, config={"trainer": {"epochs": 9}})
+    t = report.table(report.gather(root))
+    row = report.Row("cifar100", "res110", "res8", "trainer.epochs=3")
+    assert t.cell(row, "kd [loss.alpha=0.1]").values == [60.0, 62.0, 64.0]
+    assert t.cell(row, "kd [loss.alpha=0.5]").values == [50.0]
+    assert t.cell(report.Row("cifar100", "res110", "res8", "trainer.epochs=9"), "kd [loss.alpha=0.1]").n == 1
+
+
+def test_heads_and_curves_from_the_artifact_store(sweep):
+    records = report.gather(sweep["root"])
+    (found,) = report.heads(records)
+    assert (found.dataset, found.teacher, found.kind) == ("cifar100", "res110", "linear")
+    assert found.heads == [30.0, 45.0, 60.0] and found.teacher_acc == 70.0
+    # Relative artifacts.root is found beside the sweep; one run's metrics are missing.
+    store = sweep["root"].parent / "artifacts"
+    dih_runs = [r for r in records if r.method == "dih" and r.status == "done"]
+    for r, start in zip(dih_runs, (10.0, 20.0)):
+        path = store / r.stages["student"]["key"] / "metrics.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps({"epoch": e, "test/acc": start + e}) + "\n" for e in (1, 2)))
+    means, missing = report.curves(records)
+    assert means[(report.Row("cifar100", "res110", "res8"), "dih")] == [(1, 16.0), (2, 17.0)]
+    assert missing == sum(r.status == "done" for r in records) - 2
+
+
+def test_markdown_and_csv(sweep, tmp_path):
+    out = tmp_path / "out"
+    assert report.main([str(sweep["root"]), "--out", str(out)]) == 0
+    md = (out / "results.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| data set"))
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == ["ce", "kd", "crd", "dih", "mynew"]
+    assert "at the epoch of best validation accuracy" in md
+    assert str(sweep["failed"]) in md and "CUDA out of memory" in md
+    assert str(sweep["unfinished"]) in md
+    assert "| cifar100 / res110 (linear heads) | 30.00 | 45.00 | 60.00 | 70.00 |" in md
+    with (out / "results.csv").open() as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == len(sweep["accs"]) + 6  # every cell at last, and the six cifar100 ones at best_val
+    for (dataset, teacher, student, method), values in sweep["accs"].items():
+        (line,) = [
+            x
+            for x in lines
+            if (x["dataset"], x["teacher"], x["student"], x["method"], x["variant"])
+            == (dataset, teacher, student, method, "last")
+        ]
+        assert float(line["mean"]) == pytest.approx(statistics.mean(values), abs=1e-4)
+        assert line["std"] == ("" if len(values) == 1 else f"{statistics.stdev(values):.4f}")
+        assert int(line["n"]) == len(values)
+        assert line["seeds"].split() == [str(s) for s in SEEDS[: len(values)]]
+    assert (out / "accuracy.png").read_bytes().startswith(PNG_MAGIC)
+    assert (out / "heads.png").read_bytes().startswith(PNG_MAGIC)
+    assert not (out / "curves.png").exists()  # no artifact store: said so instead
+    assert "curves.png: nothing to plot yet" in md
+
+
+def test_empty_directory_is_a_one_sentence_error(tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: No runs found") and err.count(". ") == 0 and "\n" not in err
+    assert not (tmp_path / "report").exists()
+
+
+def _python(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_real_sweep_end_to_end(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = _python(
+        str(ROOT / "run.py"),
+        "--multirun",
+        "experiment=smoke",
+        "dataset.train_size=100",
+        "dataset.test_size=50",
+        "dataset.image_size=16",
+        "trainer.batch_size=50",
+        "teacher=res8",
+        "student=res8",
+        "method=kd,dih",
+        "seed=30,50",
+        f"artifacts.root={tmp_path / 'artifacts'}",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _python("-m", "dih.report", str(sweep), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = sweep / "report"
+    md = (out / "results.md").read_text()
+    header, _, row = [line for line in md.splitlines() if line.startswith("|")][:3]
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == ["kd", "dih"]
+    assert row.startswith("| synthetic / res8 → res8 |") and row.count("(n=2)") == 2
+    for name in ("accuracy.png", "curves.png", "heads.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
+    with (out / "results.csv").open() as f:
+        assert {(x["method"], x["n"]) for x in csv.DictReader(f)} == {("kd", "2"), ("dih", "2")}
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _python("-m", "dih.report", str(empty), cwd=ROOT)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert err.startswith("error: No runs found") and len(err.splitlines()) == 1
+    assert proc.stdout == ""
