@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dih import report
+from dih import report, results
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -105,12 +105,12 @@ def sweep(tmp_path: Path) -> dict:
 
 
 def test_table_matches_an_independent_computation(sweep):
-    records = report.gather(sweep["root"])
+    records = results.gather(sweep["root"])
     assert len(records) == sum(len(v) for v in sweep["accs"].values()) + 2
     assert {r.status for r in records} == {"done", "failed", "unfinished"}
-    last = report.table(records, "last")
+    last = results.table(records, "last")
     for (dataset, teacher, student, method), values in sweep["accs"].items():
-        cell = last.cell(report.Row(dataset, teacher, student), method)
+        cell = last.cell(results.Row(dataset, teacher, student), method)
         assert cell is not None and cell.n == len(values)
         assert cell.mean == pytest.approx(statistics.mean(values))
         if len(values) > 1:
@@ -125,9 +125,9 @@ def test_table_matches_an_independent_computation(sweep):
         ("cifar100", "res20"),
         ("cifar100", "res110"),
     ]
-    best = report.table(records, "best_val")
+    best = results.table(records, "best_val")
     assert [r.dataset for r in best.rows] == ["cifar100", "cifar100"]  # cifar10 has no validation split
-    cell = best.cell(report.Row("cifar100", "res110", "res8"), "dih")
+    cell = best.cell(results.Row("cifar100", "res110", "res8"), "dih")
     dih = sweep["accs"][("cifar100", "res110", "res8", "dih")]
     assert cell.mean == pytest.approx(statistics.mean(a - 1.0 for a in dih))
 
@@ -139,16 +139,16 @@ def test_duplicates_count_once_and_differing_settings_split(tmp_path):
     write_run(root / "again" / "kd_s30", "kd", 30, last=60.0)  # the same student artifact, found twice
     write_run(root / "alpha" / "kd_s30", "kd", 30, last=50.0, config={"method": {"loss": {"alpha": 0.5}}})
     write_run(root / "long" / "kd_s30", "kd", 30, last=70.0, config={"trainer": {"epochs": 9}})
-    t = report.table(report.gather(root))
-    row = report.Row("cifar100", "res110", "res8", "trainer.epochs=3")
+    t = results.table(results.gather(root))
+    row = results.Row("cifar100", "res110", "res8", "trainer.epochs=3")
     assert t.cell(row, "kd [loss.alpha=0.1]").values == [60.0, 62.0, 64.0]
     assert t.cell(row, "kd [loss.alpha=0.5]").values == [50.0]
-    assert t.cell(report.Row("cifar100", "res110", "res8", "trainer.epochs=9"), "kd [loss.alpha=0.1]").n == 1
+    assert t.cell(results.Row("cifar100", "res110", "res8", "trainer.epochs=9"), "kd [loss.alpha=0.1]").n == 1
 
 
 def test_heads_and_curves_from_the_artifact_store(sweep):
-    records = report.gather(sweep["root"])
-    (found,) = report.heads(records)
+    records = results.gather(sweep["root"])
+    (found,) = results.heads(records)
     assert (found.dataset, found.teacher, found.kind) == ("cifar100", "res110", "linear")
     assert found.heads == [30.0, 45.0, 60.0] and found.teacher_acc == 70.0
     # Relative artifacts.root is found beside the sweep; one run's metrics are missing.
@@ -158,8 +158,8 @@ def test_heads_and_curves_from_the_artifact_store(sweep):
         path = store / r.stages["student"]["key"] / "metrics.jsonl"
         path.parent.mkdir(parents=True)
         path.write_text("".join(json.dumps({"epoch": e, "test/acc": start + e}) + "\n" for e in (1, 2)))
-    means, missing = report.curves(records)
-    assert means[(report.Row("cifar100", "res110", "res8"), "dih")] == [(1, 16.0), (2, 17.0)]
+    means, missing = results.curves(records)
+    assert means[(results.Row("cifar100", "res110", "res8"), "dih")] == [(1, 16.0), (2, 17.0)]
     assert missing == sum(r.status == "done" for r in records) - 2
 
 
