@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from dih import atomic
 from dih.data.images import ImageData, channel_stats
 from dih.errors import UserError
 
@@ -108,18 +108,9 @@ def _decode_all(paths: list[Path], size_hw: tuple[int, int] | None, root: Path, 
     return out
 
 
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an .npz so no reader ever sees half a file: temp file in the same dir, fsync, os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write the .npz so no reader ever sees half of it."""
+    atomic.write_with(path, lambda f: np.savez(f, **arrays))
 
 
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
@@ -162,7 +153,7 @@ def decode_cached(
             "std": np.array(std),
         }
         try:
-            _write_atomic(path, arrays)
+            _write_cache(path, arrays)
         except OSError as err:
             warnings.warn(
                 f"could not write the image cache {path} ({err}); images will be decoded again next time",

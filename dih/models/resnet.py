@@ -52,7 +52,34 @@ def make_stage(
     return nn.Sequential(*blocks)
 
 
-class ResNet(nn.Module):
+class StagedNet(nn.Module):
+    """A stem, a list of stages whose outputs are the named features, global average pooling and a linear
+    classifier: the shape the residual zoo models share. Subclasses build ``stem`` and ``stages``, then
+    call ``attach_classifier``."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def attach_classifier(self, widths: tuple[int, ...], num_classes: int) -> None:
+        self.stage_names: tuple[str, ...] = tuple(f"stage{i + 1}" for i in range(len(widths)))
+        self.stage_channels: tuple[int, ...] = tuple(widths)
+        self.embedding_dim: int = widths[-1]
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(self.embedding_dim, num_classes)
+        init_weights(self)
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        x = self.stem(x)
+        features: dict[str, Tensor] = {}
+        for name, stage in zip(self.stage_names, self.stages, strict=True):
+            x = stage(x)
+            features[name] = x
+        embedding = self.pool(x).flatten(1)
+        features["embedding"] = embedding
+        return ModelOutput(self.classifier(embedding), features)
+
+
+class ResNet(StagedNet):
     """3x3 conv stem + BN + ReLU (no max-pool), stages of basic blocks, adaptive average pool, linear.
 
     Each stage's output is a named feature (``stage1``, ...); ``embedding`` is the pooled vector the
@@ -76,22 +103,7 @@ class ResNet(nn.Module):
             make_stage(BasicBlock, c_in, c_out, stride, n)
             for c_in, c_out, stride, n in zip(in_widths, widths, strides, blocks, strict=True)
         )
-        self.stage_names: tuple[str, ...] = tuple(f"stage{i + 1}" for i in range(len(widths)))
-        self.stage_channels: tuple[int, ...] = tuple(widths)
-        self.embedding_dim: int = widths[-1]
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(self.embedding_dim, num_classes)
-        init_weights(self)
-
-    def forward(self, x: Tensor) -> ModelOutput:
-        x = self.stem(x)
-        features: dict[str, Tensor] = {}
-        for name, stage in zip(self.stage_names, self.stages, strict=True):
-            x = stage(x)
-            features[name] = x
-        embedding = self.pool(x).flatten(1)
-        features["embedding"] = embedding
-        return ModelOutput(self.classifier(embedding), features)
+        self.attach_classifier(widths, num_classes)
 
 
 def res18(num_classes: int) -> ResNet:

@@ -3,8 +3,7 @@
 import torch.nn as nn
 from torch import Tensor
 
-from dih.models.output import ModelOutput
-from dih.models.resnet import init_weights, make_stage
+from dih.models.resnet import StagedNet, make_stage
 
 
 class PreActBlock(nn.Module):
@@ -31,7 +30,7 @@ class PreActBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(pre))
 
 
-class WideResNet(nn.Module):
+class WideResNet(StagedNet):
     """3x3 conv 16, three groups of pre-activation blocks at 16k/32k/64k channels, BN + ReLU, pool, linear.
 
     The named features are the outputs of the three groups; the last is taken after the final BN + ReLU.
@@ -52,22 +51,7 @@ class WideResNet(nn.Module):
         stages[-1].append(nn.BatchNorm2d(widths[-1]))
         stages[-1].append(nn.ReLU())
         self.stages = nn.ModuleList(stages)
-        self.stage_names: tuple[str, ...] = ("stage1", "stage2", "stage3")
-        self.stage_channels: tuple[int, ...] = widths
-        self.embedding_dim: int = widths[-1]
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(self.embedding_dim, num_classes)
-        init_weights(self)
-
-    def forward(self, x: Tensor) -> ModelOutput:
-        x = self.stem(x)
-        features: dict[str, Tensor] = {}
-        for name, stage in zip(self.stage_names, self.stages, strict=True):
-            x = stage(x)
-            features[name] = x
-        embedding = self.pool(x).flatten(1)
-        features["embedding"] = embedding
-        return ModelOutput(self.classifier(embedding), features)
+        self.attach_classifier(widths, num_classes)
 
 
 def wrn28_2(num_classes: int) -> WideResNet:
