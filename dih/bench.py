@@ -1,0 +1,402 @@
+"""``python -m dih.bench``: images/s of the loader and of each stage's training step, each beside reference
+loops a user would write, all measured in the same run and printed as a Markdown table of ratios.
+
+The references: the *seed-style* loop (the original code's: torchvision's DataLoader with per-image PIL
+transforms, the frozen teacher run with autograd on so the backward pass also runs through it, each head
+evaluated twice) and the *careful plain* loop (the same DataLoader; teacher and heads once, under no_grad).
+Every loop does the whole training step (forward, loss, backward, SGD step); every student loop uses
+``DIHLoss``. Weights are untrained (speed does not depend on them), but the teacher's batch-norm statistics
+come from a few batches, so its activations have realistic magnitudes.
+"""
+
+import argparse
+import copy
+import itertools
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from dih import cohort_cache
+from dih.artifacts import ArtifactStore
+from dih.cohort_cache import CohortCache
+from dih.data.loader import DeviceLoader
+from dih.data.synthetic import make_synthetic
+from dih.engine import Recipe
+from dih.losses import DIHLoss
+from dih.models import LinearHeads, build_model
+from dih.models.teacher_side import Speed, TeacherOutput, TeacherSide
+from dih.runtime import bf16_checked, resolve_device
+from dih.stages.heads import HeadsTask
+from dih.stages.student import PAD, DistillTask
+from dih.stages.teacher import SupervisedTask
+
+Step = Callable[[], int]  # one training (or loading) step; returns how many images it processed
+FULL = dict(teacher="res110", student="res8", batch_size=64, classes=100, images=2048, cache_images=256,
+            seconds=3.0, repeats=5, warmup=2)  # fmt: skip
+QUICK = dict(teacher="res8", student="res8", batch_size=16, classes=10, images=64, cache_images=4,
+             seconds=0.05, repeats=1, warmup=1)  # fmt: skip
+# The two reference loops of the heads and student stages.
+SEED, PLAIN = (
+    "seed-style: DataLoader, autograd through teacher, heads x2",
+    "careful plain: DataLoader, no_grad",
+)
+
+
+@dataclass
+class Row:
+    stage: str
+    loop: str
+    rate: float  # images/s
+    seed_ref: str | None = None  # the loop of the same stage that the "x seed-style" ratio divides by
+    plain_ref: str | None = None  # likewise for "x careful plain"
+
+
+def measure(loops: dict[str, Step], seconds: float, repeats: int, warmup: int, device) -> dict[str, float]:
+    """Best images/s of each loop over ``repeats`` windows of ``seconds``, after ``warmup`` steps each. The
+    loops take turns window by window, so on a shared machine a busy spell spoils windows of several loops
+    rather than every window of one, and the best window of each is a quiet one."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    for step in loops.values():
+        for _ in range(warmup):
+            step()
+    best = dict.fromkeys(loops, 0.0)
+    for _ in range(repeats):
+        for name, step in loops.items():
+            sync()
+            start, images = time.perf_counter(), 0
+            while time.perf_counter() - start < seconds:
+                images += step()
+            sync()
+            best[name] = max(best[name], images / (time.perf_counter() - start))
+    return best
+
+
+def cycle(epochs: Callable[[int], Iterable]) -> Iterator:
+    """Endless batches: epochs 1, 2, ... of ``epochs(e)``."""
+    return itertools.chain.from_iterable(map(epochs, itertools.count(1)))
+
+
+def sgd(module: nn.Module) -> torch.optim.SGD:
+    """The stages' optimiser (the default recipe) over ``module``'s trainable parameters."""
+    r = Recipe(epochs=1)
+    params = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, r.lr, r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov)
+
+
+def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+class PILImages(Dataset):
+    """PIL images with torchvision's per-image CIFAR training transforms."""
+
+    def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, mean, std):
+        self.images = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images_u8]
+        self.labels = labels.tolist()
+        crop, flip = transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()
+        self.transform = transforms.Compose(
+            [crop, flip, transforms.ToTensor(), transforms.Normalize(mean, std)]
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+# ---- the measured loops: the project's own, then the references -----------------------------------------
+
+
+def device_loader_loop(loader: DeviceLoader) -> Step:
+    """Batches only: normalised, augmented images and their labels on the device."""
+    batches = cycle(loader.epoch)
+    return lambda: len(next(batches).labels)
+
+
+def torchvision_loader_loop(batches: Iterator) -> Step:
+    return lambda: len(next(batches)[1])
+
+
+def task_loop(task, loader: DeviceLoader) -> Step:
+    """A stage's own step as ``engine.fit`` runs it: ``task.step(batch)``, backward, SGD step."""
+    batches, optimizer = cycle(loader.epoch), sgd(task.learner)
+    task.train_mode()
+
+    def step() -> int:
+        batch = next(batches)
+        update(optimizer, task.step(batch).loss)
+        return len(batch.labels)
+
+    return step
+
+
+def plain_ce_loop(model: nn.Module, batches: Iterator) -> Step:
+    """The teacher stage by hand: DataLoader batches, cross-entropy, SGD."""
+    optimizer = sgd(model.train())
+
+    def step() -> int:
+        x, y = next(batches)
+        update(optimizer, F.cross_entropy(model(x).logits, y))
+        return len(y)
+
+    return step
+
+
+def teacher_pass(teacher: nn.Module, heads: LinearHeads, x: torch.Tensor, seed_style: bool):
+    """(teacher output, head logits). Seed-style as the original: autograd on (the teacher's parameters
+    require grad, so the backward pass runs through it) and every head evaluated a second time."""
+    with torch.set_grad_enabled(seed_style):
+        out = teacher(x)
+    head_logits = heads(out.features)
+    if seed_style:
+        heads(out.features)
+    return out, head_logits
+
+
+def reference_heads_loop(teacher: nn.Module, heads: LinearHeads, batches: Iterator, seed_style: bool) -> Step:
+    """The heads stage by hand: sum of the heads' cross-entropies, SGD on the heads."""
+    optimizer = sgd(heads)
+    teacher.eval().requires_grad_(seed_style)
+
+    def step() -> int:
+        x, y = next(batches)
+        _, logits = teacher_pass(teacher, heads, x, seed_style)
+        update(optimizer, sum(F.cross_entropy(z, y) for z in logits))
+        return len(y)
+
+    return step
+
+
+def reference_student_loop(teacher, heads, student, batches: Iterator, seed_style: bool) -> Step:
+    """The DIH student by hand: the cohort (heads, then the teacher's logits) from ``teacher_pass``."""
+    optimizer, loss = sgd(student.train()), DIHLoss()
+    teacher.eval().requires_grad_(seed_style)
+    heads.requires_grad_(seed_style)
+
+    def step() -> int:
+        x, y = next(batches)
+        with torch.set_grad_enabled(seed_style):
+            out, head_logits = teacher_pass(teacher, heads, x, seed_style)
+        cohort = [*head_logits, out.logits]
+        total, _ = loss(student(x), TeacherOutput(cohort[-1], cohort, {}), SimpleNamespace(labels=y))
+        update(optimizer, total)
+        return len(y)
+
+    return step
+
+
+# ---- the stages --------------------------------------------------------------------------------------------
+
+
+def calibrated(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """``model`` in eval mode, its batch-norm running statistics averaged over ``images``."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # a plain average
+    with torch.no_grad():
+        for chunk in images.split(256)[:4]:
+            model.train()(chunk)
+    return model.eval()
+
+
+class Bench:
+    """What the measurements share: settings, data, the template models (each loop trains its own copies)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.device = args, resolve_device(args.device)
+        torch.manual_seed(0)
+        self.data = make_synthetic(args.classes, 32, args.images, test_size=args.classes, seed=0)
+        cuda = self.device.type == "cuda"
+        self.fp32 = Speed(channels_last=cuda)
+        self.bf16 = Speed(autocast=bf16_checked(self.device), channels_last=cuda)
+        self.teacher = calibrated(self.model(args.teacher), next(self.loader(256).epoch(1)).images)
+        self.heads = LinearHeads.for_model(self.teacher, args.classes)
+        self.student = self.model(args.student)
+
+    def model(self, name: str) -> nn.Module:
+        return build_model(name, self.args.classes).to(self.device)
+
+    def copies(self, *modules: nn.Module) -> list[nn.Module]:
+        return [copy.deepcopy(m) for m in modules]
+
+    def side(self, speed: Speed, heads: bool = True) -> TeacherSide:
+        return TeacherSide(copy.deepcopy(self.teacher), copy.deepcopy(self.heads) if heads else None, speed)
+
+    def timed(self, loops: dict[str, Step]) -> dict[str, float]:
+        return measure(loops, self.args.seconds, self.args.repeats, self.args.warmup, self.device)
+
+    def loader(self, batch_size: int | None = None, n: int | None = None) -> DeviceLoader:
+        """A training DeviceLoader over the first ``n`` images (all by default)."""
+        d, size = self.data, batch_size or self.args.batch_size
+        kw = dict(mean=d.mean, std=d.std, device=self.device, train=True)
+        return DeviceLoader(d.train_images[:n], d.train_labels[:n], batch_size=size, **kw)
+
+    def pil(self, workers: int = 0) -> Iterator:
+        """Endless (images, labels) from torchvision's DataLoader over PIL images, moved to the device."""
+        d = self.data
+        dataset = PILImages(d.train_images, d.train_labels, d.mean, d.std)
+        kw = dict(shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+        loader = DataLoader(dataset, self.args.batch_size, **kw)
+        return ((x.to(self.device), y.to(self.device)) for x, y in cycle(lambda epoch: loader))
+
+
+def loader_rows(b: Bench) -> list[Row]:
+    tv0, tv2 = "torchvision DataLoader, PIL transforms, 0 workers", "torchvision DataLoader, 2 workers"
+    loops = {tv0: torchvision_loader_loop(b.pil()), tv2: torchvision_loader_loop(b.pil(workers=2))}
+    loops["DeviceLoader (uint8 on device, batched crop/flip/normalise)"] = device_loader_loop(b.loader())
+    return [Row("loader", name, rate, tv0, tv2) for name, rate in b.timed(loops).items()]
+
+
+def teacher_rows(b: Bench) -> list[Row]:
+    ref, name = "careful plain: DataLoader + CE", b.args.teacher
+    loops = {ref: plain_ce_loop(b.model(name), b.pil())}
+    loops["SupervisedTask + DeviceLoader"] = task_loop(SupervisedTask(b.model(name)), b.loader())
+    return [Row(f"teacher ({name})", loop, rate, ref, ref) for loop, rate in b.timed(loops).items()]
+
+
+def heads_rows(b: Bench) -> list[Row]:
+    loops = {
+        SEED: reference_heads_loop(*b.copies(b.teacher, b.heads), b.pil(), seed_style=True),
+        PLAIN: reference_heads_loop(*b.copies(b.teacher, b.heads), b.pil(), seed_style=False),
+    }
+    for label, speed in (("fp32", b.fp32), ("bf16", b.bf16)):
+        task = HeadsTask(b.side(speed, heads=False), *b.copies(b.heads))
+        loops[f"HeadsTask, {label} teacher side"] = task_loop(task, b.loader())
+    return [Row("heads (DIH linear)", loop, rate, SEED, PLAIN) for loop, rate in b.timed(loops).items()]
+
+
+def build_cache(b: Bench, n: int, root: Path) -> tuple[CohortCache, float]:
+    """The cohort cache of the first ``n`` images, built into an artifact store as the pipeline does, and
+    the build's teacher-side forwards (images x variants) per second."""
+    d, side, started = b.data, b.side(b.bf16), time.perf_counter()
+
+    def build(work: Path) -> tuple[dict, dict]:
+        return cohort_cache.build(side, d.train_images[:n], d.mean, d.std, PAD, work, batch_size=512), {}
+
+    artifact, _ = ArtifactStore(root).get_or_build("cohort-bench", {}, build)
+    rate = n * cohort_cache.num_variants(PAD) / (time.perf_counter() - started)
+    return CohortCache(artifact, b.device), rate
+
+
+def student_rows(b: Bench, cache_dir: Path) -> list[Row]:
+    """The DIH student: live teacher side in fp32 and bf16, and from the cohort cache."""
+    a, n = b.args, min(b.args.cache_images, b.args.images)
+    cache, build_rate = build_cache(b, n, cache_dir)
+    ceiling = SupervisedTask(*b.copies(b.student))
+    loops = {
+        SEED: reference_student_loop(*b.copies(b.teacher, b.heads, b.student), b.pil(), seed_style=True),
+        PLAIN: reference_student_loop(*b.copies(b.teacher, b.heads, b.student), b.pil(), seed_style=False),
+        "ceiling: the student's CE step alone, no teacher side": task_loop(ceiling, b.loader()),
+    }
+    distill = lambda speed, cache=None, n=None: task_loop(  # noqa: E731
+        DistillTask(*b.copies(b.student), DIHLoss(), b.side(speed), cache), b.loader(n=n)
+    )
+    loops["DistillTask, live fp32 teacher side"] = distill(b.fp32)
+    loops["DistillTask, live bf16 teacher side"] = distill(b.bf16)
+    if a.compile:
+        compiled = Speed(b.bf16.autocast, b.bf16.channels_last, compile=True)
+        loops["DistillTask, live bf16 teacher side, torch.compile"] = distill(compiled)
+    loops[f"DistillTask, cohort cache ({n} images)"] = distill(b.bf16, cache, n)
+    stage = f"DIH student ({a.teacher} -> {a.student})"
+    rows = [Row(stage, loop, rate, SEED, PLAIN) for loop, rate in b.timed(loops).items()]
+    build = f"cohort cache build, bf16 (images x {cohort_cache.num_variants(PAD)} variants / s)"
+    return rows + [Row(stage, build, build_rate)]
+
+
+def run(argv: list[str] | None = None) -> tuple[list[Row], str]:
+    """Every measurement; returns the rows and the report (environment, command, table)."""
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    b = Bench(args)
+    rows = loader_rows(b) + teacher_rows(b) + heads_rows(b)
+    with tempfile.TemporaryDirectory(prefix="dih-bench-") as cache_dir:
+        rows += student_rows(b, Path(cache_dir))
+    report = environment(args, argv, b.device) + "\n" + table(rows)
+    if args.out:
+        Path(args.out).write_text(report)
+    return rows, report
+
+
+# ---- the command line and the report ----------------------------------------------------------------------
+
+OPTIONS = (  # (flag, type, help); the default comes from FULL, or from QUICK with --quick
+    ("--teacher", str, "zoo name of the teacher"),
+    ("--student", str, "zoo name of the student"),
+    ("--batch-size", int, "training batch size"),
+    ("--classes", int, "number of classes"),
+    ("--images", int, "synthetic 3x32x32 uint8 training images"),
+    ("--cache-images", int, "how many of them the cohort cache covers (its build is timed too)"),
+    ("--seconds", float, "length of one timing window"),
+    ("--repeats", int, "timing windows per loop, the best one kept"),
+    ("--warmup", int, "untimed steps per loop before its first window"),
+)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dih.bench", description=__doc__.split("\n\n")[0])
+    for flag, kind, text in OPTIONS:
+        p.add_argument(flag, type=kind, help=f"{text} (default {FULL[flag[2:].replace('-', '_')]})")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--compile", action="store_true", help="also time a torch.compile'd live teacher side")
+    p.add_argument("--out", help="also write the report (environment, command, table) to this file")
+    p.add_argument("--quick", action="store_true", help="tiny settings, for tests (seconds, not minutes)")
+    args = p.parse_args(argv)
+    for name, default in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args
+
+
+def environment(args: argparse.Namespace, argv: list[str] | None, device: torch.device) -> str:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cpu = next((x.split(":", 1)[1].strip() for x in info.splitlines() if x.startswith("model name")), "?")
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    command = shlex.join(["python", "-m", "dih.bench", *(sys.argv[1:] if argv is None else argv)])
+    return (
+        f"- torch {torch.__version__}, python {platform.python_version()}, {torch.get_num_threads()} "
+        f"threads, device {device}{gpu}, CPU {cpu} ({os.cpu_count()} cores)\n- command: `{command}`\n"
+        f"- batch {args.batch_size}, {args.classes} classes, {args.images} synthetic 3x32x32 images; best of "
+        f"{args.repeats} windows of {args.seconds:g} s per loop, the loops of a stage taking turns\n"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    rates = {(r.stage, r.loop): r.rate for r in rows}
+    ratio = lambda r, ref: f"{r.rate / rates[r.stage, ref]:.2f}" if ref else ""  # noqa: E731
+    lines = ["| stage | loop | images/s | x seed-style | x careful plain |", "|---|---|---:|---:|---:|"]
+    lines += [
+        f"| {r.stage} | {r.loop} | {r.rate:.1f} | {ratio(r, r.seed_ref)} | {ratio(r, r.plain_ref)} |"
+        for r in rows
+    ]
+    return "\n".join(lines) + (
+        "\n\nRatios divide by a loop of the same stage, measured in the same run. Loader: the seed-style "
+        "reference is the DataLoader with 0 workers, the careful one with 2. Teacher: both are the plain CE "
+        "loop. The cohort-cache row reads the logits of exactly the augmentation drawn; the build row counts "
+        "teacher-side forwards (images x variants) per second, paid once per cohort.\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    print(run(argv)[1])
+
+
+if __name__ == "__main__":
+    main()

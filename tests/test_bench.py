@@ -1,0 +1,71 @@
+"""The benchmark runs end to end on tiny settings and prints a consistent table. Speed targets are never
+asserted here: they belong to the benchmark's own run on a quiet machine."""
+
+import pytest
+
+from dih import bench
+
+ROWS = [
+    ("loader", "torchvision DataLoader, PIL transforms, 0 workers"),
+    ("loader", "torchvision DataLoader, 2 workers"),
+    ("loader", "DeviceLoader"),
+    ("teacher (res8)", "careful plain: DataLoader + CE"),
+    ("teacher (res8)", "SupervisedTask"),
+    ("heads (DIH linear)", "seed-style"),
+    ("heads (DIH linear)", "careful plain"),
+    ("heads (DIH linear)", "HeadsTask, fp32"),
+    ("heads (DIH linear)", "HeadsTask, bf16"),
+    ("DIH student (res8 -> res8)", "seed-style"),
+    ("DIH student (res8 -> res8)", "careful plain"),
+    ("DIH student (res8 -> res8)", "ceiling"),
+    ("DIH student (res8 -> res8)", "DistillTask, live fp32"),
+    ("DIH student (res8 -> res8)", "DistillTask, live bf16"),
+    ("DIH student (res8 -> res8)", "DistillTask, cohort cache"),
+    ("DIH student (res8 -> res8)", "cohort cache build"),
+]
+
+
+def parse_table(report: str) -> list[dict]:
+    lines = [line for line in report.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+    assert all(len(row) == len(header) for row in rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.md"
+    rows, report = bench.run(["--quick", "--out", str(out)])
+    return rows, report, out
+
+
+def test_every_row_is_printed_with_a_positive_rate(quick):
+    _, report, out = quick
+    assert out.read_text() == report
+    assert "- command: `python -m dih.bench --quick --out " in report
+    assert "torch " in report and "threads" in report and "CPU " in report
+    table = parse_table(report)
+    assert len(table) == len(ROWS)
+    for (stage, loop), row in zip(ROWS, table):
+        assert row["stage"] == stage and row["loop"].startswith(loop), row
+        assert float(row["images/s"]) > 0
+
+
+def test_every_ratio_is_the_printed_rate_over_its_reference(quick):
+    rows, report, _ = quick
+    table = parse_table(report)
+    printed = {(row["stage"], row["loop"]): float(row["images/s"]) for row in table}
+    checked = 0
+    for row, line in zip(rows, table):
+        for column, ref in (("x seed-style", row.seed_ref), ("x careful plain", row.plain_ref)):
+            if ref is None:
+                assert line[column] == ""
+                continue
+            expected = printed[row.stage, row.loop] / printed[row.stage, ref]
+            assert float(line[column]) == pytest.approx(expected, rel=0.01, abs=0.006), (line, ref)
+            checked += 1
+    assert checked == 2 * (len(ROWS) - 1)  # every row but the cache build has both ratios
+    references = [(row, line) for row, line in zip(rows, table) if row.loop == row.seed_ref]
+    assert len(references) == 4  # one per stage
+    assert all(line["x seed-style"] == "1.00" for _, line in references)
