@@ -2,7 +2,6 @@
 tagged; a W&B failure never stops training."""
 
 import pytest
-
 from conftest import run_cli, summary
 
 pytestmark = pytest.mark.slow
