@@ -18,6 +18,10 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"Unknown device '{name}'; use device=auto, cpu, cuda or cuda:N.") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={name} was asked for but this machine has no CUDA; use device=auto or cpu.")
+    if device.type == "cpu":
+        # Denormal floats (weights and activations of trained models have some) take a slow path on x86
+        # CPUs; flushing them to zero made the DIH student stage ~30% faster here (docs/performance.md).
+        torch.set_flush_denormal(True)
     return device
 
 
