@@ -99,3 +99,46 @@ def test_requeued_job_resumes_where_it_was(tmp_path):
     want = torch.load(reference / "payload.pt", weights_only=True)["model"]
     for name, tensor in want.items():
         assert torch.equal(got[name], tensor), name
+
+
+def test_submitted_sweep_returns_at_once_and_finishes_on_slurm(tmp_path):
+    """``--submit`` hands the sweep driver to Slurm and returns; the grid then completes on the cluster."""
+    tiny = [
+        "dataset.image_size=16",
+        "dataset.train_size=120",
+        "dataset.test_size=50",
+        "trainer.batch_size=32",
+        f"artifacts.root={tmp_path / 'artifacts'}",
+        "hydra.launcher.cpus_per_task=1",
+    ]
+    started = time.time()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dih.sweep",
+            str(ROOT / "multirun_sweeps" / "laptop.yaml"),
+            "--submit",
+            "--driver-partition=debug",
+            "--root",
+            str(tmp_path / "multirun"),
+            *LAUNCHER,
+            *tiny,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "submitted the sweep driver as Slurm job" in proc.stdout
+    assert time.time() - started < 60, "the submitting command does not wait for the grid"
+    job_id = proc.stdout.split("Slurm job ")[1].split(";")[0]
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        queue = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True, timeout=30)
+        if job_id not in queue.stdout:
+            break
+        time.sleep(2)
+    summaries = list((tmp_path / "multirun" / "laptop").rglob("summary.json"))
+    assert len(summaries) == 6, [p.parent.name for p in summaries]
