@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from dih import atomic
 from dih.data import ImageData
-from dih.data.loader import Batch, DeviceLoader
+from dih.data.loader import Batch, DeviceLoader, epoch_seed
 from dih.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,6 @@ class Task:
             self.frozen.eval()
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch ``epoch``'s random draws: a function of the two alone, for exact resume."""
-    return (seed * 1_000_003 + epoch * 7_919 + 1) % (2**62)
-
-
 def fit(
     task: Task,
     data: ImageData,
@@ -141,7 +136,7 @@ def fit(
     show_bar = sys.stderr.isatty() if progress is None else progress
 
     for epoch in range(len(history) + 1, recipe.epochs + 1):
-        torch.manual_seed(epoch_seed(seed, epoch))  # the task's own draws (e.g. CRD's negatives)
+        torch.manual_seed(epoch_seed(seed, epoch, "task"))  # the task's own draws (CRD's negatives)
         started = time.perf_counter()
         line = {"stage": stage, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         line.update(_train_epoch(task, train, optimizer, epoch, show_bar, stage))

@@ -54,9 +54,10 @@ def normalize(images_u8: torch.Tensor, mean: Sequence[float], std: Sequence[floa
     return (images_u8.to(torch.float32).div_(255.0).sub_(mean_t)).div_(std_t)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed from (seed, epoch) alone, so any epoch can be replayed by itself."""
-    digest = hashlib.blake2b(f"dih-loader:{int(seed)}:{int(epoch)}".encode(), digest_size=8).digest()
+def epoch_seed(seed: int, epoch: int, stream: str = "loader") -> int:
+    """A 63-bit generator seed from (seed, epoch) alone, so any epoch can be replayed by itself; each
+    ``stream`` (the loader's draws, a task's own) gets its own independent sequence."""
+    digest = hashlib.blake2b(f"dih-{stream}:{int(seed)}:{int(epoch)}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
