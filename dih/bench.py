@@ -11,40 +11,45 @@ come from a few batches, so its activations have realistic magnitudes.
 
 import argparse
 import copy
-import itertools
 import os
 import platform
 import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
+from torch.utils.data import DataLoader
 
 from dih import cohort_cache
 from dih.artifacts import ArtifactStore
+from dih.bench_loops import (
+    PILImages,
+    Row,
+    Step,
+    cycle,
+    device_loader_loop,
+    measure,
+    plain_ce_loop,
+    reference_heads_loop,
+    reference_student_loop,
+    task_loop,
+    torchvision_loader_loop,
+)
 from dih.cohort_cache import CohortCache
 from dih.data.loader import DeviceLoader
 from dih.data.synthetic import make_synthetic
-from dih.engine import Recipe
 from dih.losses import DIHLoss
 from dih.models import LinearHeads, build_model
-from dih.models.teacher_side import Speed, TeacherOutput, TeacherSide
+from dih.models.teacher_side import Speed, TeacherSide
 from dih.runtime import bf16_checked, resolve_device
 from dih.stages.heads import HeadsTask
 from dih.stages.student import PAD, DistillTask
 from dih.stages.teacher import SupervisedTask
 
-Step = Callable[[], int]  # one training (or loading) step; returns how many images it processed
 FULL = dict(teacher="res110", student="res8", batch_size=64, classes=100, images=2048, cache_images=256,
             seconds=3.0, repeats=5, warmup=2)  # fmt: skip
 QUICK = dict(teacher="res8", student="res8", batch_size=16, classes=10, images=64, cache_images=4,
@@ -54,152 +59,6 @@ SEED, PLAIN = (
     "seed-style: DataLoader, autograd through teacher, heads x2",
     "careful plain: DataLoader, no_grad",
 )
-
-
-@dataclass
-class Row:
-    stage: str
-    loop: str
-    rate: float  # images/s
-    seed_ref: str | None = None  # the loop of the same stage that the "x seed-style" ratio divides by
-    plain_ref: str | None = None  # likewise for "x careful plain"
-
-
-def measure(loops: dict[str, Step], seconds: float, repeats: int, warmup: int, device) -> dict[str, float]:
-    """Best images/s of each loop over ``repeats`` windows of ``seconds``, after ``warmup`` steps each. The
-    loops take turns window by window, so on a shared machine a busy spell spoils windows of several loops
-    rather than every window of one, and the best window of each is a quiet one."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    for step in loops.values():
-        for _ in range(warmup):
-            step()
-    best = dict.fromkeys(loops, 0.0)
-    for _ in range(repeats):
-        for name, step in loops.items():
-            sync()
-            start, images = time.perf_counter(), 0
-            while time.perf_counter() - start < seconds:
-                images += step()
-            sync()
-            best[name] = max(best[name], images / (time.perf_counter() - start))
-    return best
-
-
-def cycle(epochs: Callable[[int], Iterable]) -> Iterator:
-    """Endless batches: epochs 1, 2, ... of ``epochs(e)``."""
-    return itertools.chain.from_iterable(map(epochs, itertools.count(1)))
-
-
-def sgd(module: nn.Module) -> torch.optim.SGD:
-    """The stages' optimiser (the default recipe) over ``module``'s trainable parameters."""
-    r = Recipe(epochs=1)
-    params = [p for p in module.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, r.lr, r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov)
-
-
-def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-
-
-class PILImages(Dataset):
-    """PIL images with torchvision's per-image CIFAR training transforms."""
-
-    def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, mean, std):
-        self.images = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images_u8]
-        self.labels = labels.tolist()
-        crop, flip = transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()
-        self.transform = transforms.Compose(
-            [crop, flip, transforms.ToTensor(), transforms.Normalize(mean, std)]
-        )
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self.transform(self.images[i]), self.labels[i]
-
-
-# ---- the measured loops: the project's own, then the references -----------------------------------------
-
-
-def device_loader_loop(loader: DeviceLoader) -> Step:
-    """Batches only: normalised, augmented images and their labels on the device."""
-    batches = cycle(loader.epoch)
-    return lambda: len(next(batches).labels)
-
-
-def torchvision_loader_loop(batches: Iterator) -> Step:
-    return lambda: len(next(batches)[1])
-
-
-def task_loop(task, loader: DeviceLoader) -> Step:
-    """A stage's own step as ``engine.fit`` runs it: ``task.step(batch)``, backward, SGD step."""
-    batches, optimizer = cycle(loader.epoch), sgd(task.learner)
-    task.train_mode()
-
-    def step() -> int:
-        batch = next(batches)
-        update(optimizer, task.step(batch).loss)
-        return len(batch.labels)
-
-    return step
-
-
-def plain_ce_loop(model: nn.Module, batches: Iterator) -> Step:
-    """The teacher stage by hand: DataLoader batches, cross-entropy, SGD."""
-    optimizer = sgd(model.train())
-
-    def step() -> int:
-        x, y = next(batches)
-        update(optimizer, F.cross_entropy(model(x).logits, y))
-        return len(y)
-
-    return step
-
-
-def teacher_pass(teacher: nn.Module, heads: LinearHeads, x: torch.Tensor, seed_style: bool):
-    """(teacher output, head logits). Seed-style as the original: autograd on (the teacher's parameters
-    require grad, so the backward pass runs through it) and every head evaluated a second time."""
-    with torch.set_grad_enabled(seed_style):
-        out = teacher(x)
-    head_logits = heads(out.features)
-    if seed_style:
-        heads(out.features)
-    return out, head_logits
-
-
-def reference_heads_loop(teacher: nn.Module, heads: LinearHeads, batches: Iterator, seed_style: bool) -> Step:
-    """The heads stage by hand: sum of the heads' cross-entropies, SGD on the heads."""
-    optimizer = sgd(heads)
-    teacher.eval().requires_grad_(seed_style)
-
-    def step() -> int:
-        x, y = next(batches)
-        _, logits = teacher_pass(teacher, heads, x, seed_style)
-        update(optimizer, sum(F.cross_entropy(z, y) for z in logits))
-        return len(y)
-
-    return step
-
-
-def reference_student_loop(teacher, heads, student, batches: Iterator, seed_style: bool) -> Step:
-    """The DIH student by hand: the cohort (heads, then the teacher's logits) from ``teacher_pass``."""
-    optimizer, loss = sgd(student.train()), DIHLoss()
-    teacher.eval().requires_grad_(seed_style)
-    heads.requires_grad_(seed_style)
-
-    def step() -> int:
-        x, y = next(batches)
-        with torch.set_grad_enabled(seed_style):
-            out, head_logits = teacher_pass(teacher, heads, x, seed_style)
-        cohort = [*head_logits, out.logits]
-        total, _ = loss(student(x), TeacherOutput(cohort[-1], cohort, {}), SimpleNamespace(labels=y))
-        update(optimizer, total)
-        return len(y)
-
-    return step
 
 
 # ---- the stages --------------------------------------------------------------------------------------------
