@@ -1,9 +1,7 @@
 """Models: the zoo (teachers and students), their named-feature outputs, and the teacher-side heads."""
 
-from torch import nn
-
 from dih.errors import unknown_name
-from dih.models.heads import LinearHeads
+from dih.models.heads import LinearHeads, MountedHeads
 from dih.models.mhkd_heads import MHKDHeads
 from dih.models.output import ModelOutput
 from dih.models.probe import feature_shapes
@@ -12,10 +10,10 @@ from dih.models.zoo import MODEL_NAMES, build_model, parameter_count
 
 # Classifiers mounted on a frozen teacher's stages, by the name a method's ``heads:`` setting uses. Each is
 # built as ``cls(feature_shapes, num_classes)`` or ``cls.for_model(model, num_classes, image_shape)``.
-HEAD_KINDS: dict[str, type[nn.Module]] = {"linear": LinearHeads, "mhkd": MHKDHeads, "tofd": TOFDAuxHeads}
+HEAD_KINDS: dict[str, type[MountedHeads]] = {"linear": LinearHeads, "mhkd": MHKDHeads, "tofd": TOFDAuxHeads}
 
 
-def heads_class(kind: str) -> type[nn.Module]:
+def heads_class(kind: str) -> type[MountedHeads]:
     if kind not in HEAD_KINDS:
         raise unknown_name("kind of heads", kind, HEAD_KINDS)
     return HEAD_KINDS[kind]
@@ -25,6 +23,7 @@ __all__ = [
     "HEAD_KINDS",
     "MODEL_NAMES",
     "LinearHeads",
+    "MountedHeads",
     "ModelOutput",
     "build_model",
     "feature_shapes",

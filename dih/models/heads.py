@@ -8,31 +8,23 @@ from torch import Tensor
 from dih.models import probe
 
 
-class LinearHeads(nn.Module):
-    """``h_i(f) = W_i vec(f) + b_i`` for each named stage, un-pooled, so a head sees the whole feature map.
+class MountedHeads(nn.Module):
+    """Classifiers mounted on a model's named stages: ``heads[i]`` reads ``features[stage_names[i]]``.
 
-    ``feature_shapes`` maps stage names, shallow to deep, to per-example shapes (``(C, H, W)``); the
-    order given is the order of the heads and of the logits ``forward`` returns.
+    Every kind of teacher-side head (DIH's linear heads, MHKD's conv heads, TOFD's auxiliary classifiers)
+    is one of these. A subclass's ``__init__(feature_shapes, num_classes)`` sets ``feature_shapes``
+    (stage -> ``(C, H, W)``, shallow to deep), ``stage_names`` (the stages that carry a head, in the order
+    of the logits) and ``heads``.
     """
 
-    def __init__(self, feature_shapes: dict[str, tuple[int, ...]], num_classes: int) -> None:
-        super().__init__()
-        if not feature_shapes:
-            raise ValueError("LinearHeads needs at least one feature shape")
-        self.stage_names: tuple[str, ...] = tuple(feature_shapes)
-        self.feature_shapes: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in feature_shapes.items()}
-        self.heads = nn.ModuleList(nn.Linear(math.prod(s), num_classes) for s in self.feature_shapes.values())
+    feature_shapes: dict[str, tuple[int, ...]]
+    stage_names: tuple[str, ...]
+    heads: nn.ModuleList
 
     @classmethod
-    def for_model(
-        cls, model: nn.Module, num_classes: int, image_shape: tuple[int, int, int] = (3, 32, 32)
-    ) -> "LinearHeads":
-        """Heads for every mount point of ``model`` (its ``stage_names``), sized by a probe forward.
-
-        The probe runs a batch of two zero images of ``image_shape`` (the data set's real resolution) in
-        eval mode without gradient, so BN statistics are untouched; the model's training flag is restored.
-        The heads are created on the model's device.
-        """
+    def for_model(cls, model: nn.Module, num_classes: int, image_shape: tuple[int, int, int] = (3, 32, 32)):
+        """Heads for the mount points of ``model`` (its ``stage_names``), sized by a probe forward at the data
+        set's real resolution, on the model's device and dtype."""
         param = next(model.parameters())
         heads = cls(probe.mount_point_shapes(model, image_shape), num_classes)
         return heads.to(device=param.device, dtype=param.dtype)
@@ -42,5 +34,25 @@ class LinearHeads(nn.Module):
 
     def forward(self, features: dict[str, Tensor]) -> list[Tensor]:
         """Logits of each head, shallow to deep, from a model's named features."""
-        pairs = zip(self.stage_names, self.heads, strict=True)
-        return [head(features[name].flatten(1)) for name, head in pairs]
+        return [head(features[name]) for name, head in zip(self.stage_names, self.heads, strict=True)]
+
+
+class FlatLinear(nn.Linear):
+    """A linear layer on the flattened feature map."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.flatten(1))
+
+
+class LinearHeads(MountedHeads):
+    """``h_i(f) = W_i vec(f) + b_i`` for each named stage, un-pooled, so a head sees the whole feature map."""
+
+    def __init__(self, feature_shapes: dict[str, tuple[int, ...]], num_classes: int) -> None:
+        super().__init__()
+        if not feature_shapes:
+            raise ValueError("LinearHeads needs at least one feature shape")
+        self.stage_names = tuple(feature_shapes)
+        self.feature_shapes = {k: tuple(v) for k, v in feature_shapes.items()}
+        self.heads = nn.ModuleList(
+            FlatLinear(math.prod(s), num_classes) for s in self.feature_shapes.values()
+        )

@@ -2,9 +2,8 @@
 frozen teacher (trained with CE like the DIH heads) and on the student (trained by the MHKD loss)."""
 
 import torch.nn as nn
-from torch import Tensor
 
-from dih.models.probe import mount_point_shapes
+from dih.models.heads import MountedHeads
 
 WIDTH = 256  # every head's conv and hidden width, whatever the stage's channels
 
@@ -26,7 +25,7 @@ def conv_head(in_channels: int, num_classes: int, width: int = WIDTH) -> nn.Sequ
     )
 
 
-class MHKDHeads(nn.Module):
+class MHKDHeads(MountedHeads):
     """One ``conv_head`` per named stage; ``feature_shapes`` (stage -> ``(C, H, W)``, shallow to deep) fixes
     the order of the heads and of the logits ``forward`` returns. Same interface as ``LinearHeads``."""
 
@@ -34,23 +33,6 @@ class MHKDHeads(nn.Module):
         super().__init__()
         if not feature_shapes:
             raise ValueError("MHKDHeads needs at least one feature shape")
-        self.stage_names: tuple[str, ...] = tuple(feature_shapes)
-        self.feature_shapes: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in feature_shapes.items()}
+        self.stage_names = tuple(feature_shapes)
+        self.feature_shapes = {k: tuple(v) for k, v in feature_shapes.items()}
         self.heads = nn.ModuleList(conv_head(s[0], num_classes) for s in self.feature_shapes.values())
-
-    @classmethod
-    def for_model(
-        cls, model: nn.Module, num_classes: int, image_shape: tuple[int, int, int] = (3, 32, 32)
-    ) -> "MHKDHeads":
-        """Heads on every mount point of ``model`` (its ``stage_names``), on the model's device and dtype."""
-        param = next(model.parameters())
-        heads = cls(mount_point_shapes(model, image_shape), num_classes)
-        return heads.to(device=param.device, dtype=param.dtype)
-
-    def __len__(self) -> int:
-        return len(self.heads)
-
-    def forward(self, features: dict[str, Tensor]) -> list[Tensor]:
-        """Logits of each head, shallow to deep, from a model's named features."""
-        pairs = zip(self.stage_names, self.heads, strict=True)
-        return [head(features[name]) for name, head in pairs]

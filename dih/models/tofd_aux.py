@@ -5,9 +5,8 @@ average pool and a linear layer. They are used on the frozen teacher (trained wi
 and on the student (trained by the TOFD loss)."""
 
 import torch.nn as nn
-from torch import Tensor
 
-from dih.models.probe import feature_shapes as probe_shapes
+from dih.models.heads import MountedHeads
 from dih.models.resnet import init_weights
 
 
@@ -42,7 +41,7 @@ def aux_classifier(shapes: list[tuple[int, ...]], num_classes: int) -> nn.Sequen
     )
 
 
-class TOFDAuxHeads(nn.Module):
+class TOFDAuxHeads(MountedHeads):
     """One ``aux_classifier`` for each mount point but the deepest, whose classifier is the model's own.
 
     ``feature_shapes`` maps every mount point, shallow to deep, to ``(C, H, W)``. It includes the deepest
@@ -54,28 +53,8 @@ class TOFDAuxHeads(nn.Module):
         super().__init__()
         if len(feature_shapes) < 2:
             raise ValueError("TOFDAuxHeads needs at least two mount points (the deepest has no aux head)")
-        self.feature_shapes: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in feature_shapes.items()}
+        self.feature_shapes = {k: tuple(v) for k, v in feature_shapes.items()}
         names, shapes = list(self.feature_shapes), list(self.feature_shapes.values())
-        self.stage_names: tuple[str, ...] = tuple(names[:-1])
+        self.stage_names = tuple(names[:-1])
         self.heads = nn.ModuleList(aux_classifier(shapes[i:], num_classes) for i in range(len(names) - 1))
         init_weights(self)  # Kaiming-normal (fan_out) convs, as the reference initialises them
-
-    @classmethod
-    def for_model(
-        cls, model: nn.Module, num_classes: int, image_shape: tuple[int, int, int] = (3, 32, 32)
-    ) -> "TOFDAuxHeads":
-        """Heads for the mount points of ``model`` (its ``stage_names``), sized by a probe forward.
-
-        The heads are created on the model's device and dtype.
-        """
-        param = next(model.parameters())
-        shapes = probe_shapes(model, image_shape)
-        heads = cls({name: shapes[name] for name in model.stage_names}, num_classes)
-        return heads.to(device=param.device, dtype=param.dtype)
-
-    def __len__(self) -> int:
-        return len(self.heads)
-
-    def forward(self, features: dict[str, Tensor]) -> list[Tensor]:
-        """Logits of the k-1 auxiliary classifiers, shallow to deep, from a model's named features."""
-        return [head(features[name]) for name, head in zip(self.stage_names, self.heads, strict=True)]

@@ -11,8 +11,9 @@ UPSTREAM = ("teacher",)
 
 def check_sizes(teacher: str, assistant: str, student: str) -> None:
     """The assistant must be strictly between teacher and student in size (parameter count)."""
-    size = {name: parameter_count(build_model(name, 100)) for name in MODEL_NAMES}
+    size = {name: parameter_count(build_model(name, 100)) for name in {teacher, assistant, student}}
     if not size[teacher] > size[assistant] > size[student]:
+        size = {name: parameter_count(build_model(name, 100)) for name in MODEL_NAMES}  # for the message
         fitting = [n for n in sorted(MODEL_NAMES, key=size.get) if size[teacher] > size[n] > size[student]]
         choices = ", ".join(fitting) or "(none fits this pair)"
         raise UserError(
