@@ -1,8 +1,8 @@
 """The bf16 check evaluates the run's real cohort: its bf16 figures are the heads stage's own."""
 
 import pytest
-
 from conftest import run_cli, summary
+
 from dih.precision_check import compare
 
 pytestmark = pytest.mark.slow

@@ -10,19 +10,12 @@ from torch import Tensor, nn
 
 from dih.errors import UserError
 from dih.losses.context import LossContext
-from dih.losses.pairing import pair_stages
+from dih.losses.pairing import match_spatial, pair_stages
 
 
 def attention_map(f: Tensor, p: float = 2) -> Tensor:
     """``[B, H*W]`` unit-norm map of where a ``[B, C, H, W]`` feature map is active (mean over channels)."""
     return F.normalize(f.pow(p).mean(1).flatten(1))
-
-
-def match_spatial(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Average-pool whichever map is spatially larger to the other's size, so the two can be compared."""
-    size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
-    pool = lambda f: f if tuple(f.shape[-2:]) == size else F.adaptive_avg_pool2d(f, size)
-    return pool(a), pool(b)
 
 
 class ATLoss(nn.Module):

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dih.errors import UserError
-from dih.losses.at import match_spatial
 from dih.losses.context import LossContext
+from dih.losses.pairing import match_spatial
 
 
 class HintRegressor(nn.Module):

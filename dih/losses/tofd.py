@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from dih.errors import UserError
 from dih.losses.context import LossContext
 from dih.losses.kd import soft_kl
-from dih.losses.pairing import pair_stages
+from dih.losses.pairing import match_spatial, pair_stages
 from dih.models.tofd_aux import TOFDAuxHeads
 
 
@@ -45,11 +45,7 @@ def feature_distance(link: Link, f_s: Tensor, f_t: Tensor) -> Tensor:
     Where the sizes differ, the larger map is average-pooled to the smaller's size, as in AT (SPEC s.5).
     Pooling and a bias-free 1x1 conv commute, so the student's map is pooled before the link.
     """
-    size = (min(f_s.shape[-2], f_t.shape[-2]), min(f_s.shape[-1], f_t.shape[-1]))
-    if tuple(f_s.shape[-2:]) != size:
-        f_s = F.adaptive_avg_pool2d(f_s, size)
-    if tuple(f_t.shape[-2:]) != size:
-        f_t = F.adaptive_avg_pool2d(f_t, size)
+    f_s, f_t = match_spatial(f_s, f_t)
     return (link(f_s) - f_t.float()).flatten(1).norm(dim=1).mean()
 
 
