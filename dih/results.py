@@ -20,20 +20,11 @@ from typing import NamedTuple
 import yaml
 
 from dih.errors import UserError
+from dih.models.zoo import MODEL_NAMES, model_size
 
 METHOD_ORDER = ("ce", "kd", "fitnets", "takd", "at", "crd", "tofd", "mhkd", "dih")
 DATASET_ORDER = ("cifar10", "cifar100", "tiny_imagenet")
 # Parameters (millions, at 100 classes; SPEC s.2): orders teachers and students by size.
-MODEL_SIZE = {
-    "res8": 0.084,
-    "res14": 0.181,
-    "res20": 0.278,
-    "res110": 1.737,
-    "wrn28_2": 1.48,
-    "vgg11": 9.28,
-    "res18": 11.22,
-    "res34": 21.33,
-}
 VARIANTS = {"last": "test/acc_last", "best_val": "test/acc_best_val"}
 VARIANT_TITLES = {
     "last": "Student test accuracy (%) at the last epoch",
@@ -255,7 +246,7 @@ def _label_settings(records: list[RunRecord]) -> None:
 
 
 def _size_order(model: str) -> tuple:
-    return (0, MODEL_SIZE[model], model) if model in MODEL_SIZE else (1, 0.0, model)
+    return (0, model_size(model), model) if model in MODEL_NAMES else (1, 0, model)
 
 
 def _row_order(row: Row) -> tuple:

@@ -6,7 +6,7 @@ from dih.models.mhkd_heads import MHKDHeads
 from dih.models.output import ModelOutput
 from dih.models.probe import feature_shapes
 from dih.models.tofd_aux import TOFDAuxHeads
-from dih.models.zoo import MODEL_NAMES, build_model, parameter_count
+from dih.models.zoo import MODEL_NAMES, build_model, model_size, parameter_count
 
 # Classifiers mounted on a frozen teacher's stages, by the name a method's ``heads:`` setting uses. Each is
 # built as ``cls(feature_shapes, num_classes)`` or ``cls.for_model(model, num_classes, image_shape)``.
@@ -28,5 +28,6 @@ __all__ = [
     "build_model",
     "feature_shapes",
     "heads_class",
+    "model_size",
     "parameter_count",
 ]

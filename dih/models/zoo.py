@@ -1,6 +1,7 @@
 """The model zoo: one registry of names behind both the teacher and the student config groups."""
 
 from collections.abc import Callable
+from functools import cache
 
 import torch.nn as nn
 
@@ -35,3 +36,9 @@ def build_model(name: str, num_classes: int) -> nn.Module:
 def parameter_count(module: nn.Module) -> int:
     """The number of parameters (trainable or not) of a module; buffers such as BN statistics excluded."""
     return sum(p.numel() for p in module.parameters())
+
+
+@cache
+def model_size(name: str) -> int:
+    """Parameters of the zoo model ``name`` at 100 classes: what "larger" and "smaller" mean here."""
+    return parameter_count(build_model(name, 100))

@@ -2,7 +2,8 @@
 in the teacher's place. One assistant per (teacher, assistant model) is shared by every student seed."""
 
 from dih.errors import UserError
-from dih.models import MODEL_NAMES, build_model, parameter_count
+from dih.models import MODEL_NAMES
+from dih.models.zoo import model_size
 from dih.stages.base import StageContext, load_model
 from dih.stages.student import train_student, uses_cache
 
@@ -11,10 +12,12 @@ UPSTREAM = ("teacher",)
 
 def check_sizes(teacher: str, assistant: str, student: str) -> None:
     """The assistant must be strictly between teacher and student in size (parameter count)."""
-    size = {name: parameter_count(build_model(name, 100)) for name in {teacher, assistant, student}}
-    if not size[teacher] > size[assistant] > size[student]:
-        size = {name: parameter_count(build_model(name, 100)) for name in MODEL_NAMES}  # for the message
-        fitting = [n for n in sorted(MODEL_NAMES, key=size.get) if size[teacher] > size[n] > size[student]]
+    if not model_size(teacher) > model_size(assistant) > model_size(student):
+        fitting = [
+            n
+            for n in sorted(MODEL_NAMES, key=model_size)
+            if model_size(teacher) > model_size(n) > model_size(student)
+        ]
         choices = ", ".join(fitting) or "(none fits this pair)"
         raise UserError(
             f"TAKD's assistant must be smaller than the teacher {teacher} and larger than the student "
