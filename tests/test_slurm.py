@@ -72,8 +72,13 @@ def test_grid_through_the_slurm_launcher(tmp_path):
 
 def test_requeued_job_resumes_where_it_was(tmp_path):
     # Long enough (~1 s an epoch) that the job cannot finish within Slurm's grace period after SIGTERM.
-    settings = ["stage=teacher", "trainer.epochs=20", "trainer.milestones=[15]", "dataset.image_size=32",
-                "dataset.train_size=400"]
+    settings = [
+        "stage=teacher",
+        "trainer.epochs=20",
+        "trainer.milestones=[15]",
+        "dataset.image_size=32",
+        "dataset.train_size=400",
+    ]
     run_cli(tmp_path / "straight", *settings)
     (reference,) = (tmp_path / "straight" / "artifacts").glob("teacher-*")
 
