@@ -75,6 +75,10 @@ class ArtifactStore:
     def lock(self, key: str) -> FileLock:
         return FileLock(self.root / f"{key}.lock")
 
+    def has(self, key: str) -> bool:
+        """Whether a complete artifact is stored under ``key`` (without verifying its checksums)."""
+        return (self.path(key) / META).exists()
+
     def find(self, key: str) -> Artifact | None:
         """The complete artifact under ``key``, or None; a corrupt one is set aside or refused."""
         directory = self.path(key)

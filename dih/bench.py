@@ -42,13 +42,13 @@ from dih.bench_loops import (
 from dih.cohort_cache import CohortCache
 from dih.data.loader import DeviceLoader
 from dih.data.synthetic import make_synthetic
-from dih.losses import DIHLoss
+from dih.engine import Task
+from dih.losses import CELoss, DIHLoss, HeadsLoss
 from dih.models import LinearHeads, build_model
+from dih.models.heads import HeadsOnFrozen
 from dih.models.teacher_side import Speed, TeacherSide
 from dih.runtime import bf16_checked, resolve_device
-from dih.stages.heads import HeadsTask
-from dih.stages.student import PAD, DistillTask
-from dih.stages.teacher import SupervisedTask
+from dih.stages.cohort import PAD
 
 FULL = dict(teacher="res110", student="res8", batch_size=64, classes=100, images=2048, cache_images=256,
             seconds=3.0, repeats=5, warmup=2)  # fmt: skip
@@ -84,7 +84,7 @@ class Bench:
         self.data = make_synthetic(args.classes, 32, args.images, test_size=args.classes, seed=0)
         cuda = self.device.type == "cuda"
         self.fp32 = Speed(channels_last=cuda)
-        self.bf16 = Speed(autocast=bf16_checked(self.device), channels_last=cuda)
+        self.bf16 = Speed(autocast=bf16_checked(self.device.type), channels_last=cuda)
         self.teacher = calibrated(self.model(args.teacher), next(self.loader(256).epoch(1)).images)
         self.heads = LinearHeads.for_model(self.teacher, args.classes)
         self.student = self.model(args.student)
@@ -126,7 +126,7 @@ def loader_rows(b: Bench) -> list[Row]:
 def teacher_rows(b: Bench) -> list[Row]:
     ref, name = "careful plain: DataLoader + CE", b.args.teacher
     loops = {ref: plain_ce_loop(b.model(name), b.pil())}
-    loops["SupervisedTask + DeviceLoader"] = task_loop(SupervisedTask(b.model(name)), b.loader())
+    loops["Task (CE) + DeviceLoader"] = task_loop(Task(b.model(name), CELoss()), b.loader())
     return [Row(f"teacher ({name})", loop, rate, ref, ref) for loop, rate in b.timed(loops).items()]
 
 
@@ -136,8 +136,8 @@ def heads_rows(b: Bench) -> list[Row]:
         PLAIN: reference_heads_loop(*b.copies(b.teacher, b.heads), b.pil(), seed_style=False),
     }
     for label, speed in (("fp32", b.fp32), ("bf16", b.bf16)):
-        task = HeadsTask(b.side(speed, heads=False), *b.copies(b.heads))
-        loops[f"HeadsTask, {label} teacher side"] = task_loop(task, b.loader())
+        task = Task(HeadsOnFrozen(b.side(speed, heads=False), *b.copies(b.heads)), HeadsLoss())
+        loops[f"Task (heads), {label} teacher side"] = task_loop(task, b.loader())
     return [Row("heads (DIH linear)", loop, rate, SEED, PLAIN) for loop, rate in b.timed(loops).items()]
 
 
@@ -158,21 +158,21 @@ def student_rows(b: Bench, cache_dir: Path) -> list[Row]:
     """The DIH student: live teacher side in fp32 and bf16, and from the cohort cache."""
     a, n = b.args, min(b.args.cache_images, b.args.images)
     cache, build_rate = build_cache(b, n, cache_dir)
-    ceiling = SupervisedTask(*b.copies(b.student))
+    ceiling = Task(*b.copies(b.student), CELoss())
     loops = {
         SEED: reference_student_loop(*b.copies(b.teacher, b.heads, b.student), b.pil(), seed_style=True),
         PLAIN: reference_student_loop(*b.copies(b.teacher, b.heads, b.student), b.pil(), seed_style=False),
         "ceiling: the student's CE step alone, no teacher side": task_loop(ceiling, b.loader()),
     }
     distill = lambda speed, cache=None, n=None: task_loop(  # noqa: E731
-        DistillTask(*b.copies(b.student), DIHLoss(), b.side(speed), cache), b.loader(n=n)
+        Task(*b.copies(b.student), DIHLoss(), b.side(speed), cache), b.loader(n=n)
     )
-    loops["DistillTask, live fp32 teacher side"] = distill(b.fp32)
-    loops["DistillTask, live bf16 teacher side"] = distill(b.bf16)
+    loops["Task (DIH), live fp32 teacher side"] = distill(b.fp32)
+    loops["Task (DIH), live bf16 teacher side"] = distill(b.bf16)
     if a.compile:
         compiled = Speed(b.bf16.autocast, b.bf16.channels_last, compile=True)
-        loops["DistillTask, live bf16 teacher side, torch.compile"] = distill(compiled)
-    loops[f"DistillTask, cohort cache ({n} images)"] = distill(b.bf16, cache, n)
+        loops["Task (DIH), live bf16 teacher side, torch.compile"] = distill(compiled)
+    loops[f"Task (DIH), cohort cache ({n} images)"] = distill(b.bf16, cache, n)
     stage = f"DIH student ({a.teacher} -> {a.student})"
     rows = [Row(stage, loop, rate, SEED, PLAIN) for loop, rate in b.timed(loops).items()]
     build = f"cohort cache build, bf16 (images x {cohort_cache.num_variants(PAD)} variants / s)"

@@ -25,6 +25,7 @@ from dih.models.teacher_side import TeacherOutput, TeacherSide
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "cohort.npy"
+VERSION = 1  # bump when the layout or the values of the cache change (docs/versions.md)
 
 
 def num_variants(pad: int) -> int:

@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,30 +30,57 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 
 
-@dataclass
+# Bump when the loop changes what training produces (the optimiser step, the schedule, what is seeded how):
+# every trained artifact's key holds it, so no artifact of the old loop is reused (docs/versions.md).
+VERSION = 1
+
+OPTIMIZERS = ("sgd",)  # SPEC s.6; the config schema refuses anything else
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """The optimiser and schedule of one stage (SPEC s.6)."""
+    """The optimiser and schedule of one stage (SPEC s.6): all of it changes what training produces."""
 
     epochs: int
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
-    milestones: list[int] = field(default_factory=lambda: [60, 120, 180])
+    milestones: tuple[int, ...] = (60, 120, 180)
     gamma: float = 0.1
     batch_size: int = 64
-    eval_batch_size: int = 512
+    optimizer: str = "sgd"
 
-    @classmethod
-    def from_config(cls, trainer, **overrides) -> "Recipe":
-        fields = {k: trainer[k] for k in cls.__dataclass_fields__ if k in trainer}
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        fields["milestones"] = list(fields.get("milestones", []))
-        return cls(**fields)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(
+                f"trainer.optimizer is '{self.optimizer}'; the implemented optimisers are: "
+                f"{', '.join(OPTIMIZERS)}."
+            )
 
-    def identity(self) -> dict:
-        """The settings that change what training produces (all of them)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "eval_batch_size"}
+
+# The classifier a stage trains (its model's own); other classifiers (the heads) go by their names.
+MAIN = "main"
+
+
+def acc_metric(classifier: str, split: str) -> str:
+    """Per-epoch accuracy metric: ``val/acc`` for the main classifier, ``head2/val_acc`` for a head."""
+    return f"{split}/acc" if classifier == MAIN else f"{classifier}/{split}_acc"
+
+
+def final_metric(classifier: str, at: str) -> str:
+    """Summary metric of test accuracy ``at`` the last or the best-validation epoch: ``test/acc_last``,
+    ``test/acc_best_val``; ``head2/acc``, ``head2/acc_best_val``."""
+    if classifier == MAIN:
+        return f"test/acc_{at}"
+    return f"{classifier}/acc" if at == "last" else f"{classifier}/acc_best_val"
+
+
+def classifiers_in(line: dict) -> list[str]:
+    """The classifiers whose test accuracy an epoch line holds (the inverse of ``acc_metric``)."""
+    named = [k.split("/")[0] for k in line if k == acc_metric(k.split("/")[0], "test")]
+    return ([MAIN] if acc_metric(MAIN, "test") in line else []) + named
 
 
 @dataclass
@@ -64,19 +91,42 @@ class StepOutput:
 
 
 class Task:
-    """What a stage trains. Subclasses set ``learner`` (everything that learns and is checkpointed) and
-    implement ``step`` and ``predict``; ``frozen`` modules stay in eval mode without gradient."""
+    """What every stage trains: ``model`` (and the loss's own parameters) learn against an optional frozen
+    teacher side, whose outputs come from running it once per batch without autograd or from the cohort
+    cache. The model returns a ``ModelOutput``; its ``heads`` (the heads stage) or else its ``logits`` are
+    the classifiers evaluated. ``evaluates=False`` for a model that classifies nothing yet (FitNets' hint
+    stage)."""
 
-    learner: nn.Module
-    frozen: nn.Module | None = None
-    evaluates: bool = True  # False for a stage whose model classifies nothing yet (FitNets' hint stage)
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        side: nn.Module | None = None,
+        cache=None,
+        *,
+        evaluates: bool = True,
+    ):
+        self.model, self.loss, self.evaluates = model, loss, evaluates
+        self.learner = nn.ModuleDict({"model": model, "loss": loss})  # what learns and is checkpointed
+        self.frozen, self.cache = side, cache  # never checkpointed, never in the optimiser
+
+    def teacher_output(self, batch: Batch):
+        if self.cache is not None:
+            return self.cache(batch)
+        return self.frozen(batch.images) if self.frozen is not None else None
 
     def step(self, batch: Batch) -> StepOutput:
-        raise NotImplementedError
+        teacher = self.teacher_output(batch)
+        out = self.model(batch.images)
+        total, parts = self.loss(out, teacher, batch)
+        return StepOutput(total, parts, out.logits)
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
-        """Logits of each classifier to evaluate: ``""`` for the stage's main one, else a name (``head1``)."""
-        raise NotImplementedError
+        """Logits of each classifier to evaluate, by name."""
+        out = self.model(images)
+        if out.heads:
+            return {f"head{i}": z for i, z in enumerate(out.heads, 1)}
+        return {MAIN: out.logits}
 
     def train_mode(self) -> None:
         self.learner.train()
@@ -93,6 +143,7 @@ def fit(
     *,
     seed: int,
     stage: str,
+    eval_batch_size: int = 512,
     on_epoch: Callable[[dict], None] = lambda line: None,
     progress: bool | None = None,
 ) -> dict:
@@ -111,7 +162,7 @@ def fit(
         split: DeviceLoader(
             images,
             labels,
-            batch_size=recipe.eval_batch_size,
+            batch_size=eval_batch_size,
             mean=data.mean,
             std=data.std,
             device=device,
@@ -188,38 +239,28 @@ def _evaluate(task: Task, loader: DeviceLoader, split: str) -> dict:
         for name, logits in task.predict(batch.images).items():
             correct[name] = correct.get(name, 0) + (logits.argmax(1) == batch.labels).sum()
     accs = {name: 100.0 * hits.item() / loader.num_samples for name, hits in correct.items()}
-    line = {(f"{split}/acc" if name == "" else f"{name}/{split}_acc"): acc for name, acc in accs.items()}
-    if "" not in accs:  # a stage of several classifiers (the heads) selects on their mean
-        line[f"{split}/acc"] = sum(accs.values()) / len(accs)
+    line = {acc_metric(name, split): acc for name, acc in accs.items()}
+    if MAIN not in accs:  # a stage of several classifiers (the heads) selects on their mean
+        line[acc_metric(MAIN, split)] = sum(accs.values()) / len(accs)
     return line
 
 
 def summarize(history: list[dict]) -> dict:
-    """Final figures: test accuracy at the last epoch and at the epoch of best validation accuracy."""
+    """Final figures: test accuracy at the last epoch and at the epoch of best validation accuracy (the
+    first epoch reaching it); the test set never selects anything."""
     last = history[-1]
     summary = {
         "epochs": len(history),
         "time/total_s": round(sum(h["time/epoch_s"] for h in history), 1),
         "time/images_per_s": round(sum(h["time/images_per_s"] for h in history) / len(history), 1),
     }
-    summary.update(
-        {
-            k.replace("test_acc", "acc").replace("test/acc", "test/acc_last"): v
-            for k, v in last.items()
-            if k.endswith("test_acc") or k == "test/acc"
-        }
-    )
-    if "val/acc" in last:
-        best = max(history, key=lambda h: h["val/acc"])  # the first epoch reaching the best on ties
+    classifiers = classifiers_in(last)
+    summary.update({final_metric(c, "last"): last[acc_metric(c, "test")] for c in classifiers})
+    if acc_metric(MAIN, "val") in last:
+        best = max(history, key=lambda h: h[acc_metric(MAIN, "val")])  # max keeps the first on ties
         summary["best_val_epoch"] = best["epoch"]
-        summary["val/acc_best"] = best["val/acc"]
-        summary.update(
-            {
-                k.replace("test_acc", "acc_best_val").replace("test/acc", "test/acc_best_val"): v
-                for k, v in best.items()
-                if k.endswith("test_acc") or k == "test/acc"
-            }
-        )
+        summary["val/acc_best"] = best[acc_metric(MAIN, "val")]
+        summary.update({final_metric(c, "best_val"): best[acc_metric(c, "test")] for c in classifiers})
     return summary
 
 

@@ -20,7 +20,7 @@ from dih.data.loader import DeviceLoader
 from dih.errors import UserError
 from dih.models.teacher_side import Speed, TeacherSide
 from dih.runtime import resolve_device
-from dih.stages.base import load_heads, load_model
+from dih.stages.artifact_io import load_heads, load_model
 
 
 @torch.no_grad()

@@ -1,11 +1,21 @@
-"""Where a run executes: the device from config, and seeding in one place."""
+"""Where a run executes: the device, seeding in one place, and the runtime settings of a build."""
 
+import json
+import logging
 import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from dih.data import ImageData, load_data
+from dih.engine import Task, fit
 from dih.errors import UserError
+from dih.models.teacher_side import Speed
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,22 +42,68 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def teacher_speed(settings, device: torch.device):
-    """The frozen teacher side's ``Speed`` on ``device`` from the ``teacher_side`` config."""
-    from dih.models.teacher_side import Speed
-
-    def choose(value, auto: bool) -> bool:
-        return auto if value == "auto" else bool(value)
-
-    return Speed(
-        autocast=choose(settings.bf16, bf16_checked(device)),
-        channels_last=choose(settings.channels_last, device.type == "cuda"),
-        compile=bool(settings.compile),
-    )
-
-
-def bf16_checked(device: torch.device) -> bool:
+def bf16_checked(device_type: str) -> bool:
     """Where bf16 autocast of the teacher side is on by default: where ``python -m dih.precision_check``
     kept every classifier of a trained cohort within 0.1 points of float32 (docs/performance.md). That
     was checked on the CPU; on a GPU run the check and set ``teacher_side.bf16=true``."""
-    return device.type == "cpu"
+    return device_type == "cpu"
+
+
+def planned_device_type(name: str) -> str:
+    """The kind of device a run will use, without requiring it here (a plan may be made on a login node):
+    ``auto`` is CUDA when this machine has it."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(name).type
+    except RuntimeError as exc:
+        raise UserError(f"Unknown device '{name}'; use device=auto, cpu, cuda or cuda:N.") from exc
+
+
+@dataclass
+class Runtime:
+    """Where and how a run's stages build: the device, evaluation batch size, progress display, the
+    teacher side's layout and compilation, and the metric hook. None of it changes what a stage produces,
+    so none of it is in a key; the loaded data sets are kept for the run's later stages."""
+
+    device: torch.device
+    eval_batch_size: int = 512
+    progress: bool | None = None
+    channels_last: bool = False
+    compile: bool = False
+    on_epoch: Callable[[dict], None] = field(default=lambda line: None)
+    loaded: dict[str, ImageData] = field(default_factory=dict)
+
+    def data(self, settings: dict) -> ImageData:
+        """The data set of a spec, loaded on first use only (a run whose stages are all reused loads none)."""
+        name = json.dumps(settings, sort_keys=True, default=str)
+        if name not in self.loaded:
+            data = self.loaded[name] = load_data(settings)
+            log.info(
+                "data %s: %d train, %d val, %d test images of %s, %d classes",
+                data.name,
+                len(data.train_labels),
+                len(data.val_labels),
+                len(data.test_labels),
+                "x".join(map(str, data.image_shape)),
+                data.num_classes,
+            )
+        return self.loaded[name]
+
+    def speed(self, bf16: bool) -> Speed:
+        return Speed(autocast=bf16, channels_last=self.channels_last, compile=self.compile)
+
+    def fit(self, task: Task, data: ImageData, spec, work_dir: Path) -> dict:
+        """Train ``task`` on ``data`` with the spec's recipe and seed: what every training stage shares."""
+        return fit(
+            task,
+            data,
+            spec.recipe,
+            self.device,
+            work_dir,
+            seed=spec.seed,
+            stage=spec.kind,
+            eval_batch_size=self.eval_batch_size,
+            on_epoch=self.on_epoch,
+            progress=self.progress,
+        )

@@ -54,6 +54,16 @@ def commands(sweep: dict, root: Path, extra: list[str]) -> list[list[str]]:
     return result
 
 
+def run_overrides(sweep: dict, extra: list[str]) -> list[list[str]]:
+    """The overrides of every run of the sweep, grid by grid (what its multiruns compose), for planning."""
+    runs = []
+    for grid in sweep["grids"]:
+        for values in itertools.product(*grid.values()):
+            axes = [f"{key}={value}" for key, value in zip(grid, values)]
+            runs.append([*sweep.get("overrides", []), *axes, *extra])
+    return runs
+
+
 def size(sweep: dict) -> int:
     return sum(len(list(itertools.product(*grid.values()))) for grid in sweep["grids"])
 

@@ -14,7 +14,17 @@ from dih.errors import UserError, unknown_name
 DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "folder", "synthetic")
 _ROOT_IN_IDENTITY = ("folder", "tiny_imagenet")  # where the files live is part of what the data is
 
-__all__ = ["DATASETS", "NORMALIZATION", "ImageData", "dataset_identity", "load_data", "stratified_split"]
+__all__ = [
+    "DATASETS",
+    "NORMALIZATION",
+    "ImageData",
+    "dataset_identity",
+    "load_data",
+    "stratified_split",
+    "train_split_size",
+]
+# Training-set sizes of the data sets with a fixed size (before the validation hold-out).
+_TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
 
 
 def _fields(cfg: Any) -> dict[str, Any]:
@@ -98,3 +108,22 @@ def dataset_identity(cfg: Any) -> dict[str, Any]:
     if f.get("name") in _ROOT_IN_IDENTITY:
         f["root"] = None if root in (None, "") else str(resolve_root(root))
     return f
+
+
+def train_split_size(cfg: Any) -> int | None:
+    """About how many images the training split holds, without loading the data (for a plan's cost);
+    None for an image folder that is not there."""
+    f = _fields(cfg)
+    name = f.get("name")
+    if name == "synthetic":
+        total = int(f.get("train_size") or 600)
+    elif name == "folder":
+        train = Path(resolve_root(f["root"])) / "train" if f.get("root") else None
+        if train is None or not train.is_dir():
+            return None
+        total = sum(1 for p in train.glob("*/*") if p.is_file())
+    else:
+        total = _TRAIN_SIZES.get(name)
+        if total is None:
+            return None
+    return total - round(total * float(f.get("val_fraction") or 0.0))

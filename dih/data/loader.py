@@ -9,6 +9,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# Part of every trained artifact's key: bump when the order, crops, flips or normalisation a seed gives
+# change (docs/versions.md).
+VERSION = 1
+
 
 @dataclass
 class Batch:

@@ -13,6 +13,8 @@ from dih.losses.ce import CELoss
 from dih.losses.context import LossContext
 from dih.losses.crd import CRDLoss
 from dih.losses.dih import DIHLoss
+from dih.losses.fitnets import HintLoss
+from dih.losses.heads import HeadsLoss
 from dih.losses.kd import KDLoss, soft_kl
 from dih.losses.mhkd import MHKDLoss
 from dih.losses.tofd import TOFDLoss
@@ -31,17 +33,17 @@ LOGITS_ONLY = {"kd", "dih"}
 NEEDS_TEACHER = {"kd", "dih", "at", "crd", "tofd", "mhkd"}
 
 
+def loss_class(name: str) -> type[nn.Module]:
+    if name not in LOSSES:
+        raise unknown_name("loss", name, LOSSES)
+    return LOSSES[name]
+
+
 def build_loss(config: dict, context: LossContext | None = None) -> nn.Module:
     """The loss named by ``config["name"]``, constructed with the rest of ``config`` (and the context)."""
     settings = dict(config)
     name = settings.pop("name")
-    if name not in LOSSES:
-        raise unknown_name("loss", name, LOSSES)
-    if name in NEEDS_TEACHER and context is not None and context.teacher_features is None:
-        raise UserError(
-            f"The {name} loss needs a teacher, but the method lists no teacher stage before the student."
-        )
-    cls = LOSSES[name]
+    cls = loss_class(name)
     if "context" in inspect.signature(cls).parameters:
         settings["context"] = context
     try:
@@ -56,10 +58,13 @@ __all__ = [
     "LOSSES",
     "LossContext",
     "build_loss",
+    "loss_class",
     "ATLoss",
     "CELoss",
     "CRDLoss",
     "DIHLoss",
+    "HeadsLoss",
+    "HintLoss",
     "KDLoss",
     "MHKDLoss",
     "TOFDLoss",

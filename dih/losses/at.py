@@ -21,6 +21,8 @@ def attention_map(f: Tensor, p: float = 2) -> Tensor:
 class ATLoss(nn.Module):
     """``CE(s, y) + beta * sum_l mean((q_s^l - q_t^l)^2)`` over the stages ``pair_stages`` matches."""
 
+    version = 1  # bump when what the loss computes changes (docs/versions.md)
+
     def __init__(self, context: LossContext, beta: float = 1000.0, p: float = 2):
         super().__init__()
         self.pairs = pair_stages(context.student_stages, context.teacher_stages)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 class CELoss(nn.Module):
     """``CE(s, y)``; needs no teacher."""
 
-    needs_teacher = False
+    version = 1  # bump when what the loss computes changes (docs/versions.md)
 
     def forward(self, student, teacher, batch) -> tuple[Tensor, dict[str, Tensor]]:
         ce = F.cross_entropy(student.logits, batch.labels)

@@ -3,7 +3,10 @@ auxiliary classifiers): the shapes on both sides and the size of the training se
 
 from dataclasses import dataclass
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
+
+from dih.models.probe import feature_shapes
 
 
 @dataclass(frozen=True)
@@ -19,4 +22,20 @@ class LossContext:
     teacher_stages: tuple[str, ...] = ()
     train_labels: Tensor | None = (
         None  # labels of the training split, by index (CRD draws negatives by class)
+    )
+
+
+def loss_context(data, student: nn.Module, side: nn.Module | None, device: torch.device) -> LossContext:
+    """The context of a loss that trains ``student`` on ``data`` (an ``ImageData``) against the frozen
+    teacher ``side`` (None without one, or when the stage reads the cohort cache)."""
+    shape = data.image_shape
+    return LossContext(
+        num_classes=data.num_classes,
+        num_train=len(data.train_labels),
+        image_shape=shape,
+        student_features=feature_shapes(student, shape),
+        student_stages=tuple(student.stage_names),
+        teacher_features=feature_shapes(side.teacher, shape) if side is not None else None,
+        teacher_stages=tuple(side.teacher.stage_names) if side is not None else (),
+        train_labels=data.train_labels.to(device),
     )

@@ -60,6 +60,8 @@ class CRDLoss(nn.Module):
     The banks and the normalisation constants ``z`` are buffers, so a checkpoint restores them exactly.
     """
 
+    version = 1  # bump when what the loss computes changes (docs/versions.md)
+
     def __init__(
         self,
         context: LossContext,

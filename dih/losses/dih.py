@@ -17,6 +17,8 @@ from dih.losses.kd import soft_kl
 class DIHLoss(nn.Module):
     """Multi-teacher KD from the cohort; ``alpha`` is one value or one per classifier (shallow first)."""
 
+    version = 1  # bump when what the loss computes changes (docs/versions.md)
+
     def __init__(
         self, alpha: float | Sequence[float] = 0.1, temperature: float = 5.0, reduction: str = "sum"
     ):

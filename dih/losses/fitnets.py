@@ -36,6 +36,8 @@ def hint_loss(regressed: Tensor, hint: Tensor) -> Tensor:
 class HintLoss(nn.Module):
     """``MSE(r(g_s), h_t)`` between student feature ``guided`` and teacher feature ``hint``; owns ``r``."""
 
+    version = 1  # bump when what the loss computes changes (docs/versions.md)
+
     def __init__(self, context: LossContext, hint: str = "stage1", guided: str = "stage1"):
         super().__init__()
         teacher_features = context.teacher_features or {}

@@ -18,6 +18,8 @@ def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
 class KDLoss(nn.Module):
     """``(1-a) CE(s, y) + a T^2 KL(z || s)`` with the teacher's final logits ``z``."""
 
+    version = 1  # bump when what the loss computes changes (docs/versions.md)
+
     def __init__(self, alpha: float = 0.1, temperature: float = 5.0):
         super().__init__()
         self.alpha, self.temperature = float(alpha), float(temperature)

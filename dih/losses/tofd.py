@@ -67,6 +67,8 @@ class TOFDLoss(nn.Module):
     classifier: when the student has more stages than the teacher, its shallowest stages have none.
     """
 
+    version = 1  # bump when what the loss computes changes (docs/versions.md)
+
     def __init__(
         self, context: LossContext, alpha: float = 0.05, beta: float = 0.03, temperature: float = 3.0
     ):

@@ -6,6 +6,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from dih.models import probe
+from dih.models.output import ModelOutput
 
 
 class MountedHeads(nn.Module):
@@ -20,6 +21,7 @@ class MountedHeads(nn.Module):
     feature_shapes: dict[str, tuple[int, ...]]
     stage_names: tuple[str, ...]
     heads: nn.ModuleList
+    version: int = 1  # bump in a subclass when what it computes changes (docs/versions.md)
 
     @classmethod
     def for_model(cls, model: nn.Module, num_classes: int, image_shape: tuple[int, int, int] = (3, 32, 32)):
@@ -56,3 +58,17 @@ class LinearHeads(MountedHeads):
         self.heads = nn.ModuleList(
             FlatLinear(math.prod(s), num_classes) for s in self.feature_shapes.values()
         )
+
+
+class HeadsOnFrozen(nn.Module):
+    """Heads reading a frozen teacher side's features: the model the heads stage trains. The side stays out
+    of the module tree, so only the heads are checkpointed and optimised."""
+
+    def __init__(self, side: nn.Module, heads: MountedHeads):
+        super().__init__()
+        self.heads = heads
+        object.__setattr__(self, "side", side)
+
+    def forward(self, images: Tensor) -> ModelOutput:
+        logits = self.heads(self.side(images).features)
+        return ModelOutput(logits=logits[-1], heads=logits)

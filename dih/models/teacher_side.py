@@ -18,15 +18,12 @@ class TeacherOutput:
 
 @dataclass(frozen=True)
 class Speed:
-    """How the frozen side runs; none of it changes what it computes beyond bf16 rounding."""
+    """How the frozen side runs. Only bf16 can change what it computes (by rounding), so only bf16 is in
+    the stage specs; layout and compilation are runtime settings."""
 
     autocast: bool = False  # bf16 autocast
     channels_last: bool = False  # NHWC layout (pays on CUDA tensor cores)
     compile: bool = False  # torch.compile the teacher
-
-    def identity(self) -> dict:
-        """The part that can change results (bf16 rounding); layout and compilation do not."""
-        return {"teacher_bf16": self.autocast}
 
 
 class TeacherSide(nn.Module):

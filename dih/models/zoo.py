@@ -22,6 +22,9 @@ MODELS: dict[str, Callable[[int], nn.Module]] = {
     "wrn28_2": wrn28_2,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(sorted(MODELS))
+# Part of every key of an artifact the model is trained in: bump a model's number when what it computes
+# changes (its layers, its initialisation), so no artifact of the old model is reused (docs/versions.md).
+MODEL_VERSIONS: dict[str, int] = {name: 1 for name in MODELS}
 
 
 def build_model(name: str, num_classes: int) -> nn.Module:
@@ -31,6 +34,12 @@ def build_model(name: str, num_classes: int) -> nn.Module:
     if num_classes < 1:
         raise UserError(f"A model needs at least one class, got num_classes={num_classes}; check the data.")
     return MODELS[name](num_classes)
+
+
+def model_version(name: str) -> int:
+    if name not in MODEL_VERSIONS:
+        raise unknown_name("model", name, MODEL_NAMES)
+    return MODEL_VERSIONS[name]
 
 
 def parameter_count(module: nn.Module) -> int:

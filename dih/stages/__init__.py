@@ -1,10 +1,23 @@
-"""One module per kind of stage. Each has ``identity(ctx, upstream_keys) -> dict`` (exactly the settings
-that determine its output: the content key is its hash) and ``build(ctx, upstream_artifacts, work_dir)
--> (payload, summary)``; ``UPSTREAM`` names the stages it needs before it."""
+"""One module per kind of stage, each with ``build(spec, upstream_artifacts, runtime, work_dir) ->
+(payload, summary)`` and the ``VERSION`` of what it computes. The specs they build are in dih/specs.py;
+dih/plan.py makes them from the config."""
 
-from dih.stages import assistant, heads, hint, student, teacher
+from dih.stages import cohort, heads, hint, student, teacher
 
-STAGES = {"teacher": teacher, "heads": heads, "assistant": assistant, "hint": hint, "student": student}
+# kind of stage -> the module that builds it (TAKD's assistant is distilled like a student)
+BUILDERS = {
+    "teacher": teacher,
+    "heads": heads,
+    "hint": hint,
+    "cohort": cohort,
+    "assistant": student,
+    "student": student,
+}
 
-# Stages that train the student; everything before them in a method's list is the teacher side.
-STUDENT_STAGES = ("student",)
+
+def build(spec, upstream: dict, rt, work_dir) -> tuple[dict, dict]:
+    return BUILDERS[spec.kind].build(spec, upstream, rt, work_dir)
+
+
+def stage_version(kind: str) -> int:
+    return BUILDERS[kind].VERSION

@@ -1,0 +1,339 @@
+"""The plan: the one place that reads a run's config. It turns a method's list of stages into typed stage
+specs (dih/specs.py), each keyed by a hash of exactly what it holds, in the order they build; a sweep's
+plan is the union of its runs' plans, each artifact once.
+
+    python -m dih.plan method=dih teacher=res110 student=res8        # the plan of one run
+    python -m dih.plan method=kd,dih seed=30,50,67                   # of a multirun
+    python -m dih.plan multirun_sweeps/cifar100.yaml [overrides]     # of a whole sweep
+
+Nothing is trained: each distinct artifact is listed with its kind, key, the artifacts it reads, whether
+the store has it, and a rough cost.
+"""
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dih import cohort_cache, engine
+from dih.artifacts import ArtifactStore
+from dih.data import loader, train_split_size
+from dih.engine import Recipe
+from dih.errors import UserError, unknown_name
+from dih.losses import NEEDS_TEACHER, HeadsLoss, HintLoss, loss_class
+from dih.models import HEAD_KINDS, MODEL_NAMES, heads_class
+from dih.models.zoo import model_size, model_version
+from dih.runtime import Runtime, bf16_checked, planned_device_type, resolve_device
+from dih.specs import (
+    AssistantSpec,
+    CohortSpec,
+    HeadsSpec,
+    HintSpec,
+    Spec,
+    StudentSpec,
+    TeacherSpec,
+)
+from dih.stages import cohort, stage_version
+
+UNTIL = ("teacher", "heads", "student")
+KNOWN_STAGES = ("teacher", "heads", "hint", "assistant", "student")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One stage of a run: its role in the run (``teacher``, ``cohort``, ``assistant_cohort``...) and spec."""
+
+    name: str
+    spec: Spec
+
+
+def plan_run(cfg: DictConfig) -> list[Planned]:
+    """The run's stages up to ``stage.until``, upstream first, each a spec with its key."""
+    names = _stages(cfg)
+    settings = _Settings(cfg)
+    planned: list[Planned] = []
+    teacher = heads = hint = assistant = None
+    if "teacher" in names:
+        teacher = TeacherSpec(
+            data=settings.data,
+            versions=settings.versions("teacher", model=cfg.teacher.name, loss="ce"),
+            model=cfg.teacher.name,
+            recipe=settings.recipe,
+            seed=cfg.teacher_seed,
+        )
+        planned.append(Planned("teacher", teacher))
+    if "heads" in names:
+        kind = _plain(cfg.method.get("heads", "linear"))
+        heads_class(kind)  # an unknown kind stops here, before any training
+        heads = HeadsSpec(
+            data=settings.data,
+            versions=settings.versions("heads", heads=kind, loss="heads"),
+            teacher=teacher.key,
+            heads=kind,
+            recipe=settings.recipe,
+            seed=cfg.teacher_seed,
+            bf16=settings.bf16,
+        )
+        planned.append(Planned("heads", heads))
+    if "hint" in names:
+        layers = {"hint": "stage1", "guided": "stage1", **(_plain(cfg.method.get("hint")) or {})}
+        hint = HintSpec(
+            data=settings.data,
+            versions=settings.versions("hint", model=cfg.student.name, loss="hint"),
+            teacher=teacher.key,
+            model=cfg.student.name,
+            **layers,
+            recipe=replace(settings.recipe, epochs=cfg.trainer.hint_epochs),
+            seed=cfg.seed,
+            bf16=settings.bf16,
+        )
+        planned.append(Planned("hint", hint))
+    if "assistant" in names:
+        name = cfg.method.assistant
+        _check_assistant(cfg.teacher.name, name, cfg.student.name)
+        assistant = settings.distill(
+            AssistantSpec, planned, name, settings.recipe, cfg.teacher_seed, teacher=teacher
+        )
+    if "student" in names:
+        side = {"teacher": assistant} if assistant else {"teacher": teacher, "heads": heads}
+        recipe = replace(
+            settings.recipe, batch_size=cfg.method.get("batch_size") or settings.recipe.batch_size
+        )
+        settings.distill(StudentSpec, planned, cfg.student.name, recipe, cfg.seed, init=hint, **side)
+    return planned
+
+
+class _Settings:
+    """What every stage of a run reads from its config, read once."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.data = _plain(cfg.dataset)
+        self.recipe = Recipe(**{k: _plain(cfg.trainer[k]) for k in Recipe.__dataclass_fields__})
+        device_type = planned_device_type(cfg.device)
+        self.bf16 = _choose(cfg.teacher_side.bf16, bf16_checked(device_type))
+        self.loss = _plain(cfg.method.loss)
+
+    def versions(self, kind: str, model: str | None = None, heads: str | None = None, loss: str = "") -> dict:
+        """The version of every component a stage of ``kind`` uses (docs/versions.md)."""
+        found = {"stage": stage_version(kind), "loader": loader.VERSION}
+        if kind == "cohort":
+            return {**found, "cohort_cache": cohort_cache.VERSION}
+        found["engine"] = engine.VERSION
+        if model is not None:
+            found[f"model/{model}"] = model_version(model)
+        if heads is not None:
+            found[f"heads/{heads}"] = HEAD_KINDS[heads].version
+        found[f"loss/{loss}"] = _loss_version(loss)
+        return found
+
+    def distill(self, cls, planned: list[Planned], model: str, recipe: Recipe, seed: int, **upstream):
+        """An assistant or student spec; with the cohort cache on, its cohort spec is planned before it."""
+        teacher, heads, init = upstream.get("teacher"), upstream.get("heads"), upstream.get("init")
+        loss_name = self.loss["name"]
+        loss_class(loss_name)
+        if loss_name in NEEDS_TEACHER and teacher is None:
+            raise UserError(
+                f"The {loss_name} loss needs a teacher, but method {self.cfg.method.name} lists no teacher "
+                "stage before the student; add one to method.stages or use method.loss.name=ce."
+            )
+        common = dict(
+            data=self.data,
+            versions=self.versions(cls.kind, model=model, loss=loss_name),
+            model=model,
+            loss=self.loss,
+            recipe=recipe,
+            seed=seed,
+            init=init.key if init else None,
+        )
+        if teacher is not None and cohort.wanted(self.cfg.teacher_side.cache, loss_name, recipe.epochs):
+            cache = CohortSpec(
+                data=self.data,
+                versions=self.versions("cohort"),
+                teacher=teacher.key,
+                heads=heads.key if heads else None,
+                pad=cohort.PAD,
+                bf16=self.bf16,
+            )
+            planned.append(Planned("cohort" if cls.kind == "student" else f"{cls.kind}_cohort", cache))
+            spec = cls(**common, cohort=cache.key)
+        elif teacher is not None:
+            spec = cls(**common, teacher=teacher.key, heads=heads.key if heads else None, bf16=self.bf16)
+        else:
+            spec = cls(**common)
+        planned.append(Planned(cls.kind, spec))
+        return spec
+
+
+def _loss_version(name: str) -> int:
+    """The version of a method's loss, or of the heads or hint stage's own loss."""
+    return ({"heads": HeadsLoss, "hint": HintLoss}.get(name) or loss_class(name)).version
+
+
+def _stages(cfg: DictConfig) -> list[str]:
+    """The method's stages up to ``stage.until``, each after the stages it needs."""
+    names = list(cfg.method.stages)
+    for i, name in enumerate(names):
+        if name not in KNOWN_STAGES:
+            raise unknown_name("stage", name, KNOWN_STAGES)
+        if name != "teacher" and name != "student" and "teacher" not in names[:i]:
+            raise UserError(f"Method {cfg.method.name} lists stage '{name}' without teacher before it.")
+    until = cfg.stage.until
+    if until not in UNTIL:
+        raise unknown_name("stage", until, UNTIL)
+    teacher_side = [i for i, n in enumerate(names) if n != "student"]
+    if until == "student":
+        return names
+    if until == "teacher" and "teacher" in names:
+        return names[: names.index("teacher") + 1]
+    if until == "heads" and len(teacher_side) > 1:
+        return names[: teacher_side[-1] + 1]
+    raise UserError(
+        f"Method {cfg.method.name} has no {until} stage (its stages are {', '.join(names)}); "
+        "choose another stage= or method=."
+    )
+
+
+def _check_assistant(teacher: str, assistant: str, student: str) -> None:
+    """TAKD's assistant must be a zoo model strictly between teacher and student in size."""
+    if assistant not in MODEL_NAMES:
+        raise unknown_name("assistant", assistant, MODEL_NAMES)
+    if not model_size(teacher) > model_size(assistant) > model_size(student):
+        fitting = [
+            n
+            for n in sorted(MODEL_NAMES, key=model_size)
+            if model_size(teacher) > model_size(n) > model_size(student)
+        ]
+        choices = ", ".join(fitting) or "(none fits this pair)"
+        raise UserError(
+            f"TAKD's assistant must be smaller than the teacher {teacher} and larger than the student "
+            f"{student}, and {assistant} is not; pass method.assistant= one of: {choices}."
+        )
+
+
+def runtime(cfg: DictConfig, on_epoch=lambda line: None) -> Runtime:
+    """The run's runtime settings: everything of the config that is in no key."""
+    device = resolve_device(cfg.device)
+    return Runtime(
+        device=device,
+        eval_batch_size=cfg.trainer.eval_batch_size,
+        progress=cfg.trainer.progress,
+        channels_last=_choose(cfg.teacher_side.channels_last, device.type == "cuda"),
+        compile=bool(cfg.teacher_side.compile),
+        on_epoch=on_epoch,
+    )
+
+
+def _choose(value, auto: bool) -> bool:
+    return auto if value == "auto" else bool(value)
+
+
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+# ---- a sweep's plan, and the command line ------------------------------------------------------------------
+
+
+def distinct(plans: list[list[Planned]]) -> list[Spec]:
+    """Every distinct spec of several runs' plans, upstream before downstream, each once."""
+    seen: dict[str, Spec] = {}
+    for run in plans:
+        for p in run:
+            seen.setdefault(p.spec.key, p.spec)
+    return list(seen.values())
+
+
+def cost(spec: Spec) -> tuple[str, int | None]:
+    """A rough cost: epochs x training images for a trained stage, variants x images (teacher-side
+    forwards) for a cohort cache; the total in image passes, None where the data set's size is unknown."""
+    images = train_split_size(spec.data)
+    if isinstance(spec, CohortSpec):
+        times = cohort_cache.num_variants(spec.pad)
+    else:
+        times = spec.recipe.epochs
+    shown = f"{times} x {images if images is not None else '?'}"
+    return shown, times * images if images is not None else None
+
+
+def rows(specs: list[Spec], store: ArtifactStore) -> list[dict]:
+    out = []
+    for spec in specs:
+        shown, passes = cost(spec)
+        out.append(
+            {
+                "kind": spec.kind,
+                "key": spec.key,
+                "needs": sorted(spec.upstream().values()),
+                "in_store": store.has(spec.key),
+                "cost": shown,
+                "image_passes": passes,
+            }
+        )
+    return out
+
+
+def configs_for(args: list[str]) -> list[DictConfig]:
+    """The composed configs of a sweep file (with overrides after it) or of one run's (multirun) overrides."""
+    from dih import compose, sweep
+
+    if args and args[0].endswith((".yaml", ".yml")):
+        definition = sweep.load(Path(args[0]))
+        runs = sweep.run_overrides(definition, args[1:])
+    else:
+        runs = compose.expand_sweep([a for a in args if a not in ("-m", "--multirun")])
+    return [compose.compose_run(overrides) for overrides in runs]
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dih.plan",
+        description="Print every distinct artifact a run, a multirun or a sweep needs, without training.",
+    )
+    parser.add_argument("args", nargs="*", help="run.py overrides, or a sweep file and overrides")
+    parser.add_argument("--json", action="store_true", help="one JSON object per artifact instead of a table")
+    ns, extra = parser.parse_known_args(argv)
+    try:
+        configs = configs_for([*ns.args, *extra])
+        plans = [plan_run(cfg) for cfg in configs]
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    roots = {str(cfg.artifacts.root) for cfg in configs}
+    store = ArtifactStore(Path(configs[0].artifacts.root))
+    table = rows(distinct(plans), store)
+    if ns.json:
+        print("\n".join(json.dumps(r) for r in table))
+        return 0
+    print(f"{len(configs)} run(s), {len(table)} distinct artifacts, store {store.root}")
+    if len(roots) > 1:
+        print(f"(the runs name {len(roots)} artifact roots; 'in store' looks in the first)")
+    print(f"{'kind':<10} {'key':<27} {'in store':<9} {'cost':>18} {'passes':>8}  needs")
+    for r in table:
+        needs = ", ".join(r["needs"]) or "-"
+        stored = "yes" if r["in_store"] else "no"
+        passes = _human(r["image_passes"])
+        print(f"{r['kind']:<10} {r['key']:<27} {stored:<9} {r['cost']:>18} {passes:>8}  {needs}")
+    counts = Counter(r["kind"] for r in table)
+    todo = [r for r in table if not r["in_store"]]
+    total = sum(r["image_passes"] or 0 for r in todo)
+    print("by kind: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+    print(f"to build: {len(todo)} of {len(table)}, about {_human(total)} image passes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

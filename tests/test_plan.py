@@ -1,0 +1,241 @@
+"""The plan: typed stage specs whose keys hash exactly what their builds read, versioned components, the
+cohort cache as a planned stage, and a sweep's plan deduplicated across runs."""
+
+import dataclasses
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from conftest import ROOT, TINY, run_cli, summary
+
+from dih import compose, stages
+from dih.artifacts import ArtifactStore
+from dih.engine import Recipe
+from dih.losses import KDLoss
+from dih.models import LinearHeads
+from dih.plan import configs_for, distinct, plan_run, runtime
+from dih.specs import SPECS, Spec
+
+SWEEPS = ROOT / "multirun_sweeps"
+
+
+def plan_of(*overrides: str, tiny: bool = False) -> dict[str, Spec]:
+    cfg = compose.compose_run([*(TINY if tiny else []), *overrides])
+    return {p.name: p.spec for p in plan_run(cfg)}
+
+
+def keys(*overrides: str) -> dict[str, str]:
+    return {name: spec.key for name, spec in plan_of(*overrides).items()}
+
+
+# ---- what each method plans --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["method=ce"], ["student"]),
+        (["method=kd"], ["teacher", "cohort", "student"]),  # 200 epochs: the cache pays (auto)
+        (["method=kd", "trainer.epochs=100"], ["teacher", "student"]),
+        (["method=kd", "teacher_side.cache=false"], ["teacher", "student"]),
+        (["method=dih"], ["teacher", "heads", "cohort", "student"]),
+        (["method=at"], ["teacher", "student"]),  # a feature loss never reads the cache
+        (["method=fitnets"], ["teacher", "hint", "cohort", "student"]),
+        (["method=takd"], ["teacher", "assistant_cohort", "assistant", "cohort", "student"]),
+        (["method=mhkd"], ["teacher", "heads", "student"]),
+        (["method=dih", "stage=heads"], ["teacher", "heads"]),
+        (["method=takd", "stage=heads"], ["teacher", "assistant_cohort", "assistant"]),
+    ],
+)
+def test_each_method_plans_its_stages_in_order(overrides, expected):
+    plan = plan_of(*overrides)
+    assert list(plan) == expected
+    for name, spec in plan.items():  # every upstream key is planned before the stage that reads it
+        earlier = [s.key for s in list(plan.values())[: list(plan).index(name)]]
+        assert set(spec.upstream().values()) <= set(earlier), name
+
+
+def test_cached_student_reads_the_cohort_not_the_teacher():
+    plan = plan_of("method=dih")
+    student, cache = plan["student"], plan["cohort"]
+    assert student.upstream() == {"cohort": cache.key}
+    assert cache.upstream() == {"teacher": plan["teacher"].key, "heads": plan["heads"].key}
+    live = plan_of("method=dih", "teacher_side.cache=false")["student"]
+    assert live.upstream() == {"teacher": plan["teacher"].key, "heads": plan["heads"].key}
+    assert live.key != student.key  # float16 cached logits are not the live teacher's: another artifact
+
+
+def test_takd_student_learns_from_the_assistant():
+    plan = plan_of("method=takd", "teacher_side.cache=false")
+    assert plan["assistant"].upstream() == {"teacher": plan["teacher"].key}
+    assert plan["student"].upstream() == {"teacher": plan["assistant"].key}
+    assert plan["assistant"].seed == 30 and plan["assistant"].model == "res20"
+
+
+def test_fitnets_student_starts_from_the_hint_stage_and_crd_uses_its_batch():
+    plan = plan_of("method=fitnets", "seed=50")
+    assert plan["student"].init == plan["hint"].key
+    assert plan["hint"].recipe.epochs == 40 and plan["hint"].seed == 50 and plan["hint"].model == "res8"
+    assert plan_of("method=crd")["student"].recipe.batch_size == 128
+    assert plan_of("method=crd")["teacher"].recipe.batch_size == 64  # the teacher stays shared
+
+
+# ---- keys: exactly the spec, versioned ---------------------------------------------------------------------
+
+
+def changed(value):
+    """A different value of the same kind, for the key-sensitivity test."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, dict):
+        return {**value, "changed": 1}
+    if isinstance(value, Recipe):
+        return dataclasses.replace(value, epochs=value.epochs + 1)
+    if value is None:
+        return "x"
+    raise TypeError(type(value))
+
+
+def all_specs() -> list[Spec]:
+    plans = [plan_of("method=dih"), plan_of("method=fitnets"), plan_of("method=takd")]
+    specs = {spec.kind: spec for plan in plans for spec in plan.values()}
+    assert set(specs) == set(SPECS), "a kind of stage is missing from the test"
+    return list(specs.values())
+
+
+@pytest.mark.parametrize("spec", all_specs(), ids=lambda s: s.kind)
+def test_every_field_of_a_spec_changes_its_key(spec):
+    for field in dataclasses.fields(spec):
+        other = dataclasses.replace(spec, **{field.name: changed(getattr(spec, field.name))})
+        assert other.key != spec.key, f"{spec.kind}.{field.name} is not in the key"
+    for name in dataclasses.fields(Recipe):
+        if hasattr(spec, "recipe"):
+            recipe = dataclasses.replace(spec.recipe, **{name.name: changed(getattr(spec.recipe, name.name))})
+            assert dataclasses.replace(spec, recipe=recipe).key != spec.key, f"recipe.{name.name}"
+    for name, value in spec.data.items():
+        if name != "root":  # where CIFAR's files are is not what they are
+            other = dataclasses.replace(spec, data={**spec.data, name: changed(value)})
+            assert other.key != spec.key, f"data.{name}"
+    assert dataclasses.replace(spec, data={**spec.data, "root": "/elsewhere"}).key == spec.key
+
+
+def test_nothing_outside_the_spec_changes_a_key():
+    base = keys("method=dih")
+    for outside in [
+        "device=cpu",
+        "trainer.eval_batch_size=7",
+        "trainer.progress=false",
+        "teacher_side.channels_last=true",
+        "teacher_side.compile=true",
+        "logger=wandb",
+        "artifacts.root=/somewhere/else",
+        "artifacts.on_corrupt=refuse",
+        "dataset.root=/another/copy",
+    ]:
+        assert keys("method=dih", outside) == base, outside
+    # and a student's seed reaches the student only: one teacher, one set of heads, one cache
+    other_seed = keys("method=dih", "seed=67")
+    assert [other_seed[n] == base[n] for n in base] == [True, True, True, False]
+
+
+def test_bumping_a_loss_version_changes_its_students_and_no_teacher(monkeypatch):
+    before = {m: keys(f"method={m}") for m in ("kd", "fitnets", "takd", "dih", "ce")}
+    monkeypatch.setattr(KDLoss, "version", KDLoss.version + 1)
+    after = {m: keys(f"method={m}") for m in before}
+    for method in ("kd", "fitnets", "takd"):  # every method whose student (or assistant) learns with KD
+        assert after[method]["student"] != before[method]["student"], method
+        assert after[method]["teacher"] == before[method]["teacher"], method
+        assert after[method]["cohort"] == before[method]["cohort"], method
+    assert after["takd"]["assistant"] != before["takd"]["assistant"]
+    assert after["fitnets"]["hint"] == before["fitnets"]["hint"]
+    assert after["dih"] == before["dih"] and after["ce"] == before["ce"]
+
+
+def test_bumping_a_head_kind_reaches_its_heads_and_what_they_teach(monkeypatch):
+    before = keys("method=dih")
+    monkeypatch.setattr(LinearHeads, "version", LinearHeads.version + 1)
+    after = keys("method=dih")
+    assert after["teacher"] == before["teacher"]
+    assert all(after[n] != before[n] for n in ("heads", "cohort", "student"))
+    assert keys("method=mhkd")["heads"] == plan_of("method=mhkd")["heads"].key  # other kinds untouched
+
+
+# ---- a sweep's plan ----------------------------------------------------------------------------------------
+
+
+def test_cifar100_grid_plans_each_artifact_once():
+    configs = configs_for([str(SWEEPS / "cifar100.yaml")])
+    assert len(configs) == 186
+    specs = distinct([plan_run(cfg) for cfg in configs])
+    counts = Counter(spec.kind for spec in specs)
+    # 7 teachers; linear, MHKD and TOFD heads on each; a FitNets hint per teacher and seed; 6 assistants
+    # (5 x res20, res14 under res20); caches: 7 teachers (KD, FitNets, TAKD's assistants), 7 DIH cohorts,
+    # 6 assistants; students: 8 methods x 7 teachers x 3 seeds + TAKD 6 x 3, where CE's 3 are shared by
+    # every teacher (a CE student has none).
+    assert counts == {
+        "teacher": 7,
+        "heads": 21,
+        "hint": 21,
+        "assistant": 6,
+        "cohort": 20,
+        "student": 3 + 7 * 7 * 3 + 6 * 3,
+    }
+    assert len({s.key for s in specs}) == len(specs)
+
+
+def test_plan_command_lists_what_the_store_has(tmp_path):
+    run_cli(tmp_path, "method=kd", "seed=1", name="done")
+    args = [*TINY, f"artifacts.root={tmp_path / 'artifacts'}", "method=kd,dih", "seed=1,2"]
+    out = subprocess.run(
+        [sys.executable, "-m", "dih.plan", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    lines = [line.split() for line in out.splitlines() if line.split() and line.split()[0] in SPECS]
+    kinds = Counter(cells[0] for cells in lines)
+    assert kinds == {"teacher": 1, "heads": 1, "student": 4}, out
+    stored = {cells[1] for cells in lines if cells[2] == "yes"}
+    done = summary(tmp_path, "done")["stages"]
+    assert stored == {done["teacher"]["key"], done["student"]["key"]}
+    assert "4 run(s), 6 distinct artifacts" in out
+
+
+# ---- builds read only their spec ---------------------------------------------------------------------------
+
+
+class Recording:
+    """A spec that records which of its fields a build reads, and refuses anything that is not a field."""
+
+    def __init__(self, spec: Spec):
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "read", set())
+
+    def __getattr__(self, name):
+        spec = object.__getattribute__(self, "_spec")
+        if name != "kind" and name not in {f.name for f in dataclasses.fields(spec)}:
+            raise AssertionError(f"a {spec.kind} build read {name}, which is not in its spec")
+        self.read.add(name)
+        return getattr(spec, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dih", "fitnets", "takd", "crd"], ids=lambda m: f"method={m}")
+def test_builds_read_only_their_spec(method, tmp_path):
+    cfg = compose.compose_run(
+        [*TINY, f"method={method}", "trainer.epochs=1", "trainer.milestones=[1]", "teacher_side.cache=true"]
+    )
+    store, rt, built = ArtifactStore(tmp_path), runtime(cfg), {}
+    for p in plan_run(cfg):
+        spec = Recording(p.spec)
+        upstream = {role: built[key] for role, key in p.spec.upstream().items()}
+        built[p.spec.key], _ = store.get_or_build(
+            p.spec.key, p.spec.identity(), lambda work, s=spec, u=upstream: stages.build(s, u, rt, work)
+        )
+        fields = {f.name for f in dataclasses.fields(p.spec)}
+        upstream_fields = {f.name for f in dataclasses.fields(p.spec) if f.metadata.get("upstream")}
+        # everything in the key but the versions and the upstream keys (read as artifacts) is used
+        unused = fields - spec.read - upstream_fields - {"versions"}
+        assert not unused, f"{p.name} never reads {unused}"
