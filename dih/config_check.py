@@ -130,9 +130,13 @@ class Nullable(Rule):
     def __init__(self, rule: Rule):
         self.rule, self.describe = rule, f"null or {rule.describe}"
 
+    def ok(self, value, root):
+        return value is None or self.rule.ok(value, root)
+
     def check(self, path, value, root):
-        if value is not None:
-            self.rule.check(path, value, root)
+        if not self.ok(value, root) and isinstance(self.rule, Choice):
+            self.rule.check(path, value, root)  # its own wording (an unknown name, its options)
+        super().check(path, value, root)
 
 
 class AnyOf(Rule):
