@@ -373,7 +373,8 @@ def _check_section(path: str, node: Any, section: dict, root: Mapping, where: st
         if key in node:
             _check(_join(path, key), node[key], rule, root, _join(path, key))
         elif not optional:
-            raise UserError(f"{_join(path, key)} is missing; it is required.")
+            wanted = getattr(rule, "describe", "a group of settings")
+            raise UserError(f"{_join(path, key)} is missing; it is required ({wanted}).")
 
 
 def validate(cfg: Any) -> None:

@@ -77,6 +77,8 @@ BAD = [
     ("hydra/launcher=slurm hydra.launcher.partitionn=gpu", ["hydra.launcher.partitionn", "partition"]),
     ("hydra/launcher=submitit_local hydra.launcher.timeout_min=abc", ["hydra.launcher.timeout_min", "'abc'"]),
     ("trainer.lr=[1", ["trainer.lr=[1", "parse"]),
+    ("~method.loss.alpha", ["method.loss.alpha is missing", "[0, 1]"]),
+    ("~trainer.nope", ["Unknown key trainer.nope", "trainer has:"]),
     ("seed=1,2", ["seed=1,2", "--multirun"]),
 ]
 
