@@ -3,6 +3,9 @@
 python run.py method=dih teacher=res110 student=res8
 python run.py experiment=smoke            # a tiny offline run of the same chain
 python run.py --help                      # the config groups and their options
+
+Before Hydra runs anything, the command line is composed and validated in this process (each run of a
+``--multirun`` too): a bad group option, key or value exits 2 with one ``error:`` line and nothing starts.
 """
 
 import sys
@@ -12,27 +15,25 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dih.cli import check_group_choices
+from dih.cli import check_command_line, fail
+from dih.config_check import validate
 from dih.errors import UserError
-
-CONF = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
-    from dih.pipeline import run  # imported here so --help and bad names answer without loading torch
-
     try:
+        validate(cfg)  # again here: a launcher's job composes its own config
+        from dih.pipeline import run  # imported here so --help and bad settings answer without loading torch
+
         return run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        fail(exc)
 
 
 if __name__ == "__main__":
     try:
-        check_group_choices(sys.argv[1:], CONF)
+        check_command_line(sys.argv[1:])
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        fail(exc)
     main()

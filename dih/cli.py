@@ -1,33 +1,59 @@
-"""Command-line checks made before Hydra composes anything, so a misspelt choice gets one sentence."""
+"""The check run.py makes before Hydra runs anything: the command line's overrides are composed and
+validated in this process (every run of a ``--multirun``), so a mistake gets one sentence and no job
+starts."""
 
-from pathlib import Path
+from __future__ import annotations
 
-from dih.errors import unknown_name
+import argparse
 
-
-def group_options(conf_dir: Path) -> dict[str, list[str]]:
-    """Every config group under ``conf_dir`` (``hydra/launcher`` included) and its option names."""
-    groups: dict[str, list[str]] = {}
-    for yaml in conf_dir.rglob("*.yaml"):
-        group = yaml.parent.relative_to(conf_dir).as_posix()
-        if group != ".":
-            groups.setdefault(group, []).append(yaml.stem)
-    return groups
+from dih.errors import UserError
 
 
-def check_group_choices(argv: list[str], conf_dir: Path) -> None:
-    """Raise a UserError naming the valid options for the first ``group=option`` that does not exist.
+class _NotOurs(Exception):
+    """A command line Hydra's own parser refuses: Hydra answers it itself."""
 
-    Sweep values (``a,b,c``) are checked one by one; sweep functions (``choice(...)``) are left to Hydra.
+
+def _hydra_args(argv: list[str]) -> argparse.Namespace | None:
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def error(message: str):
+        raise _NotOurs(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    try:
+        return parser.parse_args(argv)
+    except _NotOurs:
+        return None
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Raise a UserError for the first bad override (group option, key, type, range) of ``run.py argv``.
+
+    Left to Hydra: ``--help``, ``--hydra-help``, ``--info``, ``--version``, shell completion, a re-run, a
+    command line its parser refuses, and another primary config (``--config-name/-path/-dir``); their
+    jobs still validate their config when they start.
     """
-    groups = group_options(conf_dir)
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        group, _, value = arg.lstrip("+~").partition("=")
-        if group not in groups or "(" in value or "$" in value:
-            continue
-        for option in filter(None, value.split(",")):
-            if option != "null" and option not in groups[group]:
-                kind = {"hydra/launcher": "launcher"}.get(group, group)
-                raise unknown_name(kind, option, groups[group])
+    if "--version" in argv:
+        return
+    args = _hydra_args(argv)
+    if args is None:
+        return
+    elsewhere = args.config_path or args.config_name or args.config_dir or args.experimental_rerun
+    if args.help or args.hydra_help or args.info or args.shell_completion or elsewhere:
+        return
+    from dih.compose import check_multirun, compose_run
+
+    if args.multirun:
+        check_multirun(args.overrides)
+    else:
+        compose_run(args.overrides)
+
+
+def fail(exc: UserError) -> None:
+    """The one line a user gets for a UserError, and exit status 2."""
+    import sys
+
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)

@@ -126,7 +126,7 @@ def test_corrupt_artifact_is_never_loaded(tmp_path):
     [
         ("teacher=res9", "Unknown teacher 'res9'; choose one of: res110, res14, res18, res20, res34, res8"),
         ("method=dihh", "Unknown method 'dihh'; choose one of:"),
-        ("student.name=resnet8", "Unknown model 'resnet8'; choose one of:"),
+        ("student.name=resnet8", "Unknown model 'resnet8' for student.name; choose one of:"),
         ("dataset=cifar100", "dataset.root="),
     ],
 )
