@@ -195,19 +195,27 @@ def test_cifar100_grid_plans_each_artifact_once():
     assert len({s.key for s in specs}) == len(specs)
 
 
-def test_plan_command_lists_what_the_store_has(tmp_path):
-    run_cli(tmp_path, "method=kd", "seed=1", name="done")
-    args = [*TINY, f"artifacts.root={tmp_path / 'artifacts'}", "method=kd,dih", "seed=1,2"]
+@pytest.mark.slow
+def test_cohort_cache_is_a_stage_of_the_run_and_of_the_plan(tmp_path):
+    done = run_cli(tmp_path, "method=kd", "seed=1", "teacher_side.cache=true", name="done")
+    stages_run = summary(tmp_path, "done")["stages"]
+    assert list(stages_run) == ["teacher", "cohort", "student"]
+    assert f"cohort: built artifact {stages_run['cohort']['key']}" in done.stdout
+    assert stages_run["cohort"]["shape"][1] == 162  # every crop offset and flip of each training image
+
+    args = [*TINY, f"artifacts.root={tmp_path / 'artifacts'}", "teacher_side.cache=true"]
     out = subprocess.run(
-        [sys.executable, "-m", "dih.plan", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "dih.plan", *args, "method=kd,dih", "seed=1,2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     lines = [line.split() for line in out.splitlines() if line.split() and line.split()[0] in SPECS]
-    kinds = Counter(cells[0] for cells in lines)
-    assert kinds == {"teacher": 1, "heads": 1, "student": 4}, out
-    stored = {cells[1] for cells in lines if cells[2] == "yes"}
-    done = summary(tmp_path, "done")["stages"]
-    assert stored == {done["teacher"]["key"], done["student"]["key"]}
-    assert "4 run(s), 6 distinct artifacts" in out
+    # one teacher and one set of heads for all four runs; KD's cache (teacher) and DIH's (teacher + heads)
+    assert Counter(cells[0] for cells in lines) == {"teacher": 1, "heads": 1, "cohort": 2, "student": 4}, out
+    assert {cells[1] for cells in lines if cells[2] == "yes"} == {s["key"] for s in stages_run.values()}
+    assert "4 run(s), 8 distinct artifacts" in out
 
 
 # ---- builds read only their spec ---------------------------------------------------------------------------
@@ -229,11 +237,20 @@ class Recording:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dih", "fitnets", "takd", "crd"], ids=lambda m: f"method={m}")
-def test_builds_read_only_their_spec(method, tmp_path):
-    cfg = compose.compose_run(
-        [*TINY, f"method={method}", "trainer.epochs=1", "trainer.milestones=[1]", "teacher_side.cache=true"]
-    )
+@pytest.mark.parametrize(
+    "overrides",
+    # every kind of stage: teacher, heads, cohort and a cache-fed student; hint; assistant; CRD's student
+    [
+        ["method=dih", "teacher_side.cache=true"],
+        ["method=fitnets"],
+        ["method=takd", "teacher=res20", "method.assistant=res14"],
+        ["method=crd"],
+    ],
+    ids=lambda o: o[0],
+)
+def test_builds_read_only_their_spec(overrides, tmp_path):
+    small = ["dataset.train_size=60", "dataset.test_size=20", "trainer.epochs=1", "trainer.milestones=[1]"]
+    cfg = compose.compose_run([*TINY, *small, *overrides])
     store, rt, built = ArtifactStore(tmp_path), runtime(cfg), {}
     for p in plan_run(cfg):
         spec = Recording(p.spec)
