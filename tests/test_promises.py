@@ -154,6 +154,7 @@ def test_missing_data_set_leaves_failed_json_then_a_good_run_clears_it(tmp_path)
         "teacher=res8",
         "stage=teacher",
         "trainer.epochs=1",
+        "trainer.milestones=[1]",
         "trainer.batch_size=8",
     ]
     bad = run_cli(tmp_path, *overrides, check=False, tiny=False)
