@@ -44,9 +44,19 @@ def seed_everything(seed: int) -> None:
 
 def bf16_checked(device_type: str) -> bool:
     """Where bf16 autocast of the teacher side is on by default: where ``python -m dih.precision_check``
-    kept every classifier of a trained cohort within 0.1 points of float32 (docs/performance.md). That
-    was checked on the CPU; on a GPU run the check and set ``teacher_side.bf16=true``."""
-    return device_type == "cpu"
+    kept every classifier of a trained cohort within 0.1 points of float32 (docs/performance.md), and
+    where it is faster. That was checked on a CPU with native bf16 kernels (AVX512-BF16/AMX); a CPU without
+    them emulates bf16, 30x slower than float32 for res110 on an AVX2 EPYC, so there it stays off. On a GPU
+    run the check and set ``teacher_side.bf16=true``."""
+    return device_type == "cpu" and cpu_has_native_bf16()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (a private torch query: False if it is gone)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def planned_device_type(name: str) -> str:
