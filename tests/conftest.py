@@ -22,13 +22,10 @@ TINY = [
 ]
 
 
-def run_cli(
-    tmp_path: Path, *overrides: str, name: str = "run", check: bool = True, tiny: bool = True
-) -> subprocess.CompletedProcess:
-    """``python run.py`` with the given overrides, artifacts under ``tmp_path/artifacts``; output and errors
-    together in ``.stdout``."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    args = [
+def run_args(tmp_path: Path, *overrides: str, name: str = "run", tiny: bool = True) -> list[str]:
+    """The ``python run.py`` command line: the overrides, artifacts under ``tmp_path/artifacts``, the run
+    directory ``tmp_path/name``."""
+    return [
         sys.executable,
         str(ROOT / "run.py"),
         *(TINY if tiny else []),
@@ -36,6 +33,15 @@ def run_cli(
         f"hydra.run.dir={tmp_path / name}",
         *overrides,
     ]
+
+
+def run_cli(
+    tmp_path: Path, *overrides: str, name: str = "run", check: bool = True, tiny: bool = True
+) -> subprocess.CompletedProcess:
+    """``python run.py`` with the given overrides, artifacts under ``tmp_path/artifacts``; output and errors
+    together in ``.stdout``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    args = run_args(tmp_path, *overrides, name=name, tiny=tiny)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
     proc = subprocess.run(
         args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600
@@ -54,3 +60,12 @@ def _few_threads():
     import torch
 
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def one_thread_runs():
+    """run.py subprocesses on one thread: on a shared 2-core machine two OpenMP threads spin-wait for each
+    other and a run takes several times as long."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield

@@ -11,15 +11,7 @@ from PIL import Image
 
 from dih.engine import summarize
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_per_run():
-    """run.py subprocesses on one thread: on a shared 2-core machine two OpenMP threads spin-wait for each
-    other and a run takes several times as long."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        yield
-
+pytestmark = pytest.mark.usefixtures("one_thread_runs")
 
 # --- best-validation selection ------------------------------------------------------------------------
 

@@ -16,15 +16,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, run_cli
+from conftest import run_args, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread_runs")]
 
 EPOCHS = 6
 # Long enough that the kill (right after epoch 1's checkpoint) lands mid-stage; the rate drops mid-way.
@@ -44,15 +43,6 @@ CASES = {
     "crd-student": ("student", ["method=crd"]),
     "cached-kd-student": ("student", ["method=kd", "teacher_side.cache=true"]),
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_per_run():
-    """run.py subprocesses on one thread: on a shared 2-core machine two OpenMP threads spin-wait for each
-    other and a run takes several times as long."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +67,7 @@ def run_killed(path: Path, prefix: str, overrides: list[str]) -> Path:
     """Start run.py and SIGKILL it as soon as a ``<prefix>-*`` stage has written its first checkpoint;
     return that stage's artifact directory (still incomplete)."""
     path.mkdir(parents=True, exist_ok=True)
-    args = [
-        sys.executable,
-        str(ROOT / "run.py"),
-        *TINY,
-        *overrides,
-        f"artifacts.root={path / 'artifacts'}",
-        f"hydra.run.dir={path / 'killed'}",
-    ]
+    args = run_args(path, *overrides, name="killed")
     log = path / "killed.log"
     with log.open("w") as out:
         proc = subprocess.Popen(args, cwd=path, stdout=out, stderr=subprocess.STDOUT)
