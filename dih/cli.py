@@ -1,6 +1,6 @@
-"""The check run.py makes before Hydra runs anything: the command line's overrides are composed and
-validated in this process (every run of a ``--multirun``), so a mistake gets one sentence and no job
-starts."""
+"""The check run.py makes before Hydra runs anything: the command line's overrides are composed,
+validated and planned in this process (every run of a ``--multirun``), so a mistake gets one sentence and
+no job starts."""
 
 from __future__ import annotations
 
@@ -44,11 +44,12 @@ def check_command_line(argv: list[str]) -> None:
     if args.help or args.hydra_help or args.info or args.shell_completion or elsewhere:
         return
     from dih.compose import check_multirun, compose_run
+    from dih.plan import plan_run  # planning refuses what no single setting shows (a TAKD pair, a stage cut)
 
     if args.multirun:
-        check_multirun(args.overrides)
+        check_multirun(args.overrides, then=plan_run)
     else:
-        compose_run(args.overrides)
+        plan_run(compose_run(args.overrides))
 
 
 def fail(exc: UserError) -> None:

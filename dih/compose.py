@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -231,12 +232,17 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return [list(run) for run in itertools.product(*entries.values())]
 
 
-def check_multirun(overrides: list[str]) -> list[list[str]]:
-    """Every run of the multirun composed and validated; the first bad one's UserError names the run."""
+def check_multirun(
+    overrides: list[str], then: Callable[[DictConfig], object] | None = None
+) -> list[list[str]]:
+    """Every run of the multirun composed and validated (and handed to ``then``, which may refuse it too);
+    the first bad one's UserError names the run."""
     runs = expand_sweep(overrides)
     for run in runs:
         try:
-            compose_run(run)
+            cfg = compose_run(run)
+            if then is not None:
+                then(cfg)
         except UserError as exc:
             if len(runs) == 1:
                 raise

@@ -73,7 +73,7 @@ def plan_run(cfg: DictConfig) -> list[Planned]:
             data=settings.data,
             versions=settings.versions("heads", heads=kind, loss="heads"),
             teacher=teacher.key,
-            heads=kind,
+            head_kind=kind,
             recipe=settings.recipe,
             seed=cfg.teacher_seed,
             bf16=settings.bf16,
@@ -93,7 +93,12 @@ def plan_run(cfg: DictConfig) -> list[Planned]:
         )
         planned.append(Planned("hint", hint))
     if "assistant" in names:
-        name = cfg.method.assistant
+        name = cfg.method.get("assistant")
+        if name is None:
+            raise UserError(
+                f"Method {cfg.method.name} lists an assistant stage but no model for it; pass "
+                "method.assistant= one of the zoo's models."
+            )
         _check_assistant(cfg.teacher.name, name, cfg.student.name)
         assistant = settings.distill(
             AssistantSpec, planned, name, settings.recipe, cfg.teacher_seed, teacher=teacher
@@ -132,11 +137,14 @@ class _Settings:
         return found
 
     def distill(self, cls, planned: list[Planned], model: str, recipe: Recipe, seed: int, **upstream):
-        """An assistant or student spec; with the cohort cache on, its cohort spec is planned before it."""
+        """Plan an assistant or student (appended to ``planned``, after its cohort cache where the cache is
+        on) and return its spec."""
         teacher, heads, init = upstream.get("teacher"), upstream.get("heads"), upstream.get("init")
         loss_name = self.loss["name"]
         loss_class(loss_name)
-        if loss_name in NEEDS_TEACHER and teacher is None:
+        if loss_name not in NEEDS_TEACHER:  # learns alone even where the method trains a teacher
+            teacher = heads = None
+        elif teacher is None:
             raise UserError(
                 f"The {loss_name} loss needs a teacher, but method {self.cfg.method.name} lists no teacher "
                 "stage before the student; add one to method.stages or use method.loss.name=ce."
@@ -319,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(json.dumps(r) for r in table))
         return 0
     print(f"{len(configs)} run(s), {len(table)} distinct artifacts, store {store.root}")
+    if any(cfg.device == "auto" for cfg in configs):
+        # bf16 'auto' (in the keys) depends on the device: a plan for jobs on other machines must name it
+        print(f"device=auto planned as {planned_device_type('auto')} here; for jobs elsewhere pass device=")
     if len(roots) > 1:
         print(f"(the runs name {len(roots)} artifact roots; 'in store' looks in the first)")
     print(f"{'kind':<10} {'key':<27} {'in store':<9} {'cost':>18} {'passes':>8}  needs")

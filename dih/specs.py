@@ -67,7 +67,7 @@ class HeadsSpec(Spec):
 
     kind = "heads"
     teacher: str = upstream()
-    heads: str  # the kind of heads: linear (DIH), mhkd, tofd
+    head_kind: str  # linear (DIH), mhkd, tofd
     recipe: Recipe
     seed: int
     bf16: bool  # the frozen teacher side under bf16 autocast

@@ -5,8 +5,10 @@ import dataclasses
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, TINY, run_cli, summary
 
 from dih import compose, stages
@@ -221,6 +223,17 @@ def test_cohort_cache_is_a_stage_of_the_run_and_of_the_plan(tmp_path):
 # ---- builds read only their spec ---------------------------------------------------------------------------
 
 
+def build_plan(cfg, root: Path, wrap=lambda spec: spec) -> None:
+    """Build every stage of the run's plan in-process into the store at ``root``, as the pipeline does;
+    each build sees ``wrap(spec)``."""
+    store, rt, built = ArtifactStore(root), runtime(cfg), {}
+    for p in plan_run(cfg):
+        spec, upstream = wrap(p.spec), {role: built[key] for role, key in p.spec.upstream().items()}
+        built[p.spec.key], _ = store.get_or_build(
+            p.spec.key, p.spec.identity(), lambda work, s=spec, u=upstream: stages.build(s, u, rt, work)
+        )
+
+
 class Recording:
     """A spec that records which of its fields a build reads, and refuses anything that is not a field."""
 
@@ -251,15 +264,54 @@ class Recording:
 def test_builds_read_only_their_spec(overrides, tmp_path):
     small = ["dataset.train_size=60", "dataset.test_size=20", "trainer.epochs=1", "trainer.milestones=[1]"]
     cfg = compose.compose_run([*TINY, *small, *overrides])
-    store, rt, built = ArtifactStore(tmp_path), runtime(cfg), {}
+    recordings: dict[str, Recording] = {}
+    build_plan(cfg, tmp_path, wrap=lambda spec: recordings.setdefault(spec.key, Recording(spec)))
     for p in plan_run(cfg):
-        spec = Recording(p.spec)
-        upstream = {role: built[key] for role, key in p.spec.upstream().items()}
-        built[p.spec.key], _ = store.get_or_build(
-            p.spec.key, p.spec.identity(), lambda work, s=spec, u=upstream: stages.build(s, u, rt, work)
-        )
+        read = recordings[p.spec.key].read
         fields = {f.name for f in dataclasses.fields(p.spec)}
         upstream_fields = {f.name for f in dataclasses.fields(p.spec) if f.metadata.get("upstream")}
         # everything in the key but the versions and the upstream keys (read as artifacts) is used
-        unused = fields - spec.read - upstream_fields - {"versions"}
+        unused = fields - read - upstream_fields - {"versions"}
         assert not unused, f"{p.name} never reads {unused}"
+
+
+def test_a_multirun_whose_plan_fails_for_one_run_starts_nothing(tmp_path):
+    """What only the plan can refuse (here TAKD's size rule for one teacher of two) stops the whole
+    multirun before any job starts, as a bad value does."""
+    args = ["--multirun", "experiment=smoke", "method=takd", "teacher=res20,res14", "method.assistant=res14"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: TAKD's assistant must be smaller than the teacher res14 and larger than the student res8, "
+        "and res14 is not; pass method.assistant= one of: (none fits this pair) (in the run "
+        "experiment=smoke method=takd teacher=res14 method.assistant=res14 "
+        f"hydra.sweep.dir={tmp_path / 'sweep'})."
+    ]
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_a_student_starts_from_the_same_weights_whatever_teaches_it(tmp_path, monkeypatch):
+    """The same seed gives the same initial student whether it learns alone, from a live teacher side or
+    from the cohort cache: loading the teacher draws no random numbers after the seed."""
+    from dih.stages import student as student_stage
+
+    starts, build = [], student_stage.build_model
+
+    def recording_build(name, num_classes):
+        model = build(name, num_classes)
+        starts.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(student_stage, "build_model", recording_build)
+    small = ["dataset.train_size=60", "dataset.test_size=20", "trainer.epochs=1", "trainer.milestones=[1]"]
+    for overrides in (["method=ce"], ["method=kd"], ["method=kd", "teacher_side.cache=true"], ["method=dih"]):
+        build_plan(compose.compose_run([*TINY, *small, *overrides]), tmp_path)
+    assert len(starts) == 4
+    for start in starts[1:]:
+        assert all(torch.equal(start[k], starts[0][k]) for k in starts[0])

@@ -15,8 +15,8 @@ VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 
 def build(spec: HeadsSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dict, dict]:
     data = rt.data(spec.data)
-    seed_everything(spec.seed)
     side = teacher_side(upstream, rt, spec.bf16)
-    heads = heads_class(spec.heads).for_model(side.teacher, data.num_classes, data.image_shape)
+    seed_everything(spec.seed)  # after loading: the learners' initial weights depend on the seed alone
+    heads = heads_class(spec.head_kind).for_model(side.teacher, data.num_classes, data.image_shape)
     summary = rt.fit(Task(HeadsOnFrozen(side, heads), HeadsLoss()), data, spec, work_dir)
-    return heads_payload(heads, spec.heads, data.num_classes), summary
+    return heads_payload(heads, spec.head_kind, data.num_classes), summary

@@ -14,8 +14,8 @@ VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 
 def build(spec: HintSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dict, dict]:
     data = rt.data(spec.data)
-    seed_everything(spec.seed)
     side = teacher_side(upstream, rt, spec.bf16)
+    seed_everything(spec.seed)  # after loading: the learners' initial weights depend on the seed alone
     student = build_model(spec.model, data.num_classes).to(rt.device)
     context = loss_context(data, student, side, rt.device)
     loss = HintLoss(context, hint=spec.hint, guided=spec.guided).to(rt.device)

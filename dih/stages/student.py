@@ -16,9 +16,11 @@ VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 
 def build(spec: DistillSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dict, dict]:
     data = rt.data(spec.data)
-    seed_everything(spec.seed)
     side = teacher_side(upstream, rt, spec.bf16)
     cache = CohortCache(upstream["cohort"], rt.device) if "cohort" in upstream else None
+    # after loading: a student's initial weights (and its loss's) are the same whatever teaches it, live or
+    # from the cache
+    seed_everything(spec.seed)
     model = build_model(spec.model, data.num_classes).to(rt.device)
     if "init" in upstream:
         model.load_state_dict(upstream["init"].load()["model"])
