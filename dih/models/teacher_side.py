@@ -1,7 +1,7 @@
 """The frozen teacher side of a stage: the teacher and its extra classifiers, run once per batch without
 autograd, optionally under bf16 autocast, in channels-last layout, or compiled."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +14,19 @@ class TeacherOutput:
     logits: Tensor  # the teacher's own final classifier
     cohort: list[Tensor]  # every classifier of the teacher side, shallowest head first, ``logits`` last
     features: dict[str, Tensor]
+    # The vector each cohort classifier's final linear layer reads, in cohort order, where the heads expose
+    # it (TOFD's auxiliary classifiers); empty otherwise.
+    embeddings: list[Tensor] = field(default_factory=list)
+
+    def detached(self) -> "TeacherOutput":
+        """The same outputs cut from any autograd graph: a loss treats the teacher as a fixed target, and
+        calls this first, so no gradient reaches the teacher even if the side ran with autograd on."""
+        return TeacherOutput(
+            logits=self.logits.detach(),
+            cohort=[z.detach() for z in self.cohort],
+            features={name: f.detach() for name, f in self.features.items()},
+            embeddings=[e.detach() for e in self.embeddings],
+        )
 
 
 @dataclass(frozen=True)
