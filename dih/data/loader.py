@@ -23,6 +23,7 @@ class Batch:
     index: torch.Tensor  # int64 [B], positions into the split's arrays
     shifts: torch.Tensor  # int64 [B, 2], crop offset (dy, dx) in [-pad, pad]; 0 = centred
     flips: torch.Tensor  # bool [B], horizontally flipped
+    epoch: int = 0  # the 1-based training epoch it belongs to (0: evaluation); a loss may depend on it (TOFD)
 
 
 def crop_batch(
@@ -131,4 +132,5 @@ class DeviceLoader:
                 index=idx,
                 shifts=sh,
                 flips=fl,
+                epoch=epoch if self.train else 0,
             )

@@ -23,11 +23,16 @@ class LossContext:
     train_labels: Tensor | None = (
         None  # labels of the training split, by index (CRD draws negatives by class)
     )
+    epochs: int = (
+        0  # the stage's epochs: a loss that changes with the epoch (TOFD) reads ``batch.epoch`` / this
+    )
 
 
-def loss_context(data, student: nn.Module, side: nn.Module | None, device: torch.device) -> LossContext:
-    """The context of a loss that trains ``student`` on ``data`` (an ``ImageData``) against the frozen
-    teacher ``side`` (None without one, or when the stage reads the cohort cache)."""
+def loss_context(
+    data, student: nn.Module, side: nn.Module | None, device: torch.device, epochs: int
+) -> LossContext:
+    """The context of a loss that trains ``student`` on ``data`` (an ``ImageData``) for ``epochs`` against the
+    frozen teacher ``side`` (None without one, or when the stage reads the cohort cache)."""
     shape = data.image_shape
     return LossContext(
         num_classes=data.num_classes,
@@ -38,4 +43,5 @@ def loss_context(data, student: nn.Module, side: nn.Module | None, device: torch
         teacher_features=feature_shapes(side.teacher, shape) if side is not None else None,
         teacher_stages=tuple(side.teacher.stage_names) if side is not None else (),
         train_labels=data.train_labels.to(device),
+        epochs=epochs,
     )

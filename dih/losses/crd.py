@@ -107,6 +107,7 @@ class CRDLoss(nn.Module):
         return torch.multinomial(weights, self.nce_k, replacement=self.replacement)
 
     def forward(self, student, teacher, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        teacher = teacher.detached()
         v_s = self.embed_s(student.features["embedding"])
         v_t = self.embed_t(teacher.features["embedding"])
         idx = torch.cat([batch.index.view(-1, 1), self.sample_negatives(batch.labels)], dim=1)

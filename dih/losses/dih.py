@@ -2,7 +2,9 @@
 
     L_DIH = sum_j [(1 - a_j) CE(s, y) + a_j T^2 KL(softmax(z_j/T) || softmax(s/T))]
 
-summed over the k+1 classifiers as the original code does (SPEC s.4); ``reduction="mean"`` divides by k+1.
+summed over the k+1 classifiers as the original code does (SPEC s.4). A classifier whose alpha is 0 leaves
+the sum entirely, its CE share included, as the original loop skips it; ``reduction="mean"`` divides by the
+number of classifiers left in the sum (k+1 unless some alpha is 0).
 """
 
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from dih.losses.kd import soft_kl
 class DIHLoss(nn.Module):
     """Multi-teacher KD from the cohort; ``alpha`` is one value or one per classifier (shallow first)."""
 
-    version = 1  # bump when what the loss computes changes (docs/versions.md)
+    version = 2  # bump when what the loss computes changes (docs/versions.md)
 
     def __init__(
         self, alpha: float | Sequence[float] = 0.1, temperature: float = 5.0, reduction: str = "sum"
@@ -40,12 +42,11 @@ class DIHLoss(nn.Module):
         return self.alpha
 
     def forward(self, student, teacher, batch) -> tuple[Tensor, dict[str, Tensor]]:
-        alphas = self.alphas(len(teacher.cohort))
+        teacher = teacher.detached()
+        taking_part = [(a, z) for a, z in zip(self.alphas(len(teacher.cohort)), teacher.cohort) if a != 0]
         ce = F.cross_entropy(student.logits, batch.labels)
-        ce_part = sum(1 - a for a in alphas) * ce
-        kd_part = sum(
-            a * soft_kl(student.logits, z, self.temperature) for a, z in zip(alphas, teacher.cohort)
-        )
-        scale = 1 / len(alphas) if self.reduction == "mean" else 1.0
+        ce_part = sum(1 - a for a, _ in taking_part) * ce
+        kd_part = sum(a * soft_kl(student.logits, z, self.temperature) for a, z in taking_part)
+        scale = 1 / len(taking_part) if self.reduction == "mean" else 1.0
         parts = {"ce": scale * ce_part, "kd": scale * kd_part}
         return parts["ce"] + parts["kd"], parts

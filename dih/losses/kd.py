@@ -7,10 +7,11 @@ from torch import Tensor, nn
 def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """``T^2 KL(softmax(z/T) || softmax(s/T))``, summed over classes, averaged over the batch.
 
-    The T^2 keeps the gradient's scale independent of the temperature.
+    The T^2 keeps the gradient's scale independent of the temperature. The teacher's logits are a target:
+    no gradient flows into them.
     """
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_p_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
 
@@ -25,6 +26,7 @@ class KDLoss(nn.Module):
         self.alpha, self.temperature = float(alpha), float(temperature)
 
     def forward(self, student, teacher, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        teacher = teacher.detached()
         ce = F.cross_entropy(student.logits, batch.labels)
         kd = soft_kl(student.logits, teacher.logits, self.temperature)
         parts = {"ce": (1 - self.alpha) * ce, "kd": self.alpha * kd}

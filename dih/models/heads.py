@@ -38,6 +38,11 @@ class MountedHeads(nn.Module):
         """Logits of each head, shallow to deep, from a model's named features."""
         return [head(features[name]) for name, head in zip(self.stage_names, self.heads, strict=True)]
 
+    def classify(self, features: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """``(logits, embeddings)``: each head's logits and, where a kind of head has one, the vector its
+        final linear layer reads (TOFD matches those); kinds without one return no embeddings."""
+        return self(features), []
+
 
 class FlatLinear(nn.Linear):
     """A linear layer on the flattened feature map."""

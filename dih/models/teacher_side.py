@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from dih.models.heads import MountedHeads
+
 
 @dataclass
 class TeacherOutput:
@@ -42,7 +44,7 @@ class Speed:
 class TeacherSide(nn.Module):
     """A trained teacher plus optional heads (``forward(features) -> list of logits``), frozen."""
 
-    def __init__(self, teacher: nn.Module, heads: nn.Module | None = None, speed: Speed = Speed()):
+    def __init__(self, teacher: nn.Module, heads: MountedHeads | None = None, speed: Speed = Speed()):
         super().__init__()
         self.teacher, self.heads, self.speed = teacher, heads, speed
         self.requires_grad_(False)
@@ -61,7 +63,11 @@ class TeacherSide(nn.Module):
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.speed.autocast):
             out = self._run_teacher(images)
-            head_logits = list(self.heads(out.features)) if self.heads is not None else []
+            head_logits, head_embeddings = (
+                self.heads.classify(out.features) if self.heads is not None else ([], [])
+            )
         cohort = [z.float() for z in (*head_logits, out.logits)]
         features = {name: f.float() for name, f in out.features.items()}
-        return TeacherOutput(logits=cohort[-1], cohort=cohort, features=features)
+        # The teacher's own classifier reads its pooled ``embedding``; heads with embeddings add theirs.
+        embeddings = [e.float() for e in (*head_embeddings, features["embedding"])] if head_embeddings else []
+        return TeacherOutput(logits=cohort[-1], cohort=cohort, features=features, embeddings=embeddings)

@@ -5,6 +5,7 @@ average pool and a linear layer. They are used on the frozen teacher (trained wi
 and on the student (trained by the TOFD loss)."""
 
 import torch.nn as nn
+from torch import Tensor
 
 from dih.models.heads import MountedHeads
 from dih.models.resnet import init_weights
@@ -58,3 +59,13 @@ class TOFDAuxHeads(MountedHeads):
         self.stage_names = tuple(names[:-1])
         self.heads = nn.ModuleList(aux_classifier(shapes[i:], num_classes) for i in range(len(names) - 1))
         init_weights(self)  # Kaiming-normal (fan_out) convs, as the reference initialises them
+
+    def classify(self, features: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Each head's logits and the pooled vector its linear layer reads, shallow to deep."""
+        embeddings = [
+            head[:-1](features[name]) for name, head in zip(self.stage_names, self.heads, strict=True)
+        ]
+        return [head[-1](e) for head, e in zip(self.heads, embeddings, strict=True)], embeddings
+
+    def forward(self, features: dict[str, Tensor]) -> list[Tensor]:
+        return self.classify(features)[0]

@@ -17,7 +17,7 @@ def build(spec: HintSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dict, 
     side = teacher_side(upstream, rt, spec.bf16)
     seed_everything(spec.seed)  # after loading: the learners' initial weights depend on the seed alone
     student = build_model(spec.model, data.num_classes).to(rt.device)
-    context = loss_context(data, student, side, rt.device)
+    context = loss_context(data, student, side, rt.device, spec.recipe.epochs)
     loss = HintLoss(context, hint=spec.hint, guided=spec.guided).to(rt.device)
     # The classifier is untrained here, so nothing is evaluated.
     summary = rt.fit(Task(student, loss, side, evaluates=False), data, spec, work_dir)

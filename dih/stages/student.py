@@ -24,6 +24,6 @@ def build(spec: DistillSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dic
     model = build_model(spec.model, data.num_classes).to(rt.device)
     if "init" in upstream:
         model.load_state_dict(upstream["init"].load()["model"])
-    loss = build_loss(spec.loss, loss_context(data, model, side, rt.device)).to(rt.device)
+    loss = build_loss(spec.loss, loss_context(data, model, side, rt.device, spec.recipe.epochs)).to(rt.device)
     summary = rt.fit(Task(model, loss, side, cache), data, spec, work_dir)
     return model_payload(model, spec.model, data.num_classes), summary
