@@ -11,6 +11,7 @@ come from a few batches, so its activations have realistic magnitudes.
 
 import argparse
 import copy
+import dataclasses
 import os
 import platform
 import shlex
@@ -43,17 +44,18 @@ from dih.cohort_cache import CohortCache
 from dih.data.loader import DeviceLoader
 from dih.data.synthetic import make_synthetic
 from dih.engine import Task
-from dih.losses import CELoss, DIHLoss, HeadsLoss
-from dih.models import LinearHeads, build_model
+from dih.losses import CELoss, DIHLoss, HeadsLoss, HintLoss, build_loss
+from dih.losses.context import loss_context
+from dih.models import LinearHeads, build_model, heads_class
 from dih.models.heads import HeadsOnFrozen
 from dih.models.teacher_side import Speed, TeacherSide
 from dih.runtime import bf16_checked, resolve_device
 from dih.stages.cohort import PAD
 
 FULL = dict(teacher="res110", student="res8", batch_size=64, classes=100, images=2048, cache_images=256,
-            seconds=3.0, repeats=5, warmup=2)  # fmt: skip
+            train_size=45000, seconds=3.0, repeats=5, warmup=2)  # fmt: skip
 QUICK = dict(teacher="res8", student="res8", batch_size=16, classes=10, images=64, cache_images=4,
-             seconds=0.05, repeats=1, warmup=1)  # fmt: skip
+             train_size=64, seconds=0.05, repeats=1, warmup=1)  # fmt: skip
 # The two reference loops of the heads and student stages.
 SEED, PLAIN = (
     "seed-style: DataLoader, autograd through teacher, heads x2",
@@ -179,6 +181,34 @@ def student_rows(b: Bench, cache_dir: Path) -> list[Row]:
     return rows + [Row(stage, build, build_rate)]
 
 
+# The kind of heads each method's teacher side carries (conf/method/*.yaml); the others carry none.
+METHOD_HEADS = {"dih": "linear", "tofd": "tofd", "mhkd": "mhkd"}
+
+
+def method_rows(b: Bench) -> list[Row]:
+    """Every method's student step (FitNets: its hint stage; its KD stage, TAKD's and KD's are one loss) with
+    the defaults of its config and a live fp32 teacher side. CRD's memory banks span ``--train-size`` rows,
+    as on the real training split: their product with each batch is part of its cost."""
+    a, loops = b.args, {}
+    for method in ("ce", "kd", "dih", "at", "crd", "tofd", "mhkd", "fitnets"):
+        student, teacher = b.copies(b.student, b.teacher)
+        heads = METHOD_HEADS.get(method)
+        mounted = heads_class(heads).for_model(teacher, a.classes) if heads else None
+        side = None if method == "ce" else TeacherSide(teacher, mounted, b.fp32)
+        data = b.data
+        if method == "crd":  # a bank row per training image of the real split (labels cycle the classes)
+            labels = torch.arange(a.train_size) % a.classes
+            data = dataclasses.replace(b.data, train_labels=labels)
+        context = loss_context(data, student, side, b.device, epochs=200)
+        loss = HintLoss(context) if method == "fitnets" else build_loss({"name": method}, context)
+        name = "fitnets (hint stage)" if method == "fitnets" else method
+        task = Task(student, loss.to(b.device), side, evaluates=method != "fitnets")
+        where = "no teacher side" if side is None else "live fp32 teacher side"
+        loops[f"Task ({name}), {where}"] = task_loop(task, b.loader())
+    stage = f"student by method ({a.teacher} -> {a.student})"
+    return [Row(stage, loop, rate) for loop, rate in b.timed(loops).items()]
+
+
 def run(argv: list[str] | None = None) -> tuple[list[Row], str]:
     """Every measurement; returns the rows and the report (environment, command, table)."""
     args = parse(argv)
@@ -187,6 +217,7 @@ def run(argv: list[str] | None = None) -> tuple[list[Row], str]:
     rows = loader_rows(b) + teacher_rows(b) + heads_rows(b)
     with tempfile.TemporaryDirectory(prefix="dih-bench-") as cache_dir:
         rows += student_rows(b, Path(cache_dir))
+    rows += method_rows(b)
     report = environment(args, argv, b.device) + "\n" + table(rows)
     if args.out:
         Path(args.out).write_text(report)
@@ -202,6 +233,7 @@ OPTIONS = (  # (flag, type, help); the default comes from FULL, or from QUICK wi
     ("--classes", int, "number of classes"),
     ("--images", int, "synthetic 3x32x32 uint8 training images"),
     ("--cache-images", int, "how many of them the cohort cache covers (its build is timed too)"),
+    ("--train-size", int, "rows of CRD's memory banks (the training split it would span)"),
     ("--seconds", float, "length of one timing window"),
     ("--repeats", int, "timing windows per loop, the best one kept"),
     ("--warmup", int, "untimed steps per loop before its first window"),

@@ -131,7 +131,9 @@ def test_every_index_once_per_epoch_and_batch_count():
     assert len(batches) == 16 and batches[-1].index.numel() == 1000 - 15 * 64
     assert torch.equal(torch.cat([b.index for b in batches]).sort().values, torch.arange(1000))
     assert not torch.equal(torch.cat([b.index for b in batches]), torch.arange(1000))  # shuffled
-    assert {b.epoch for b in batches} == {1} and {b.epoch for b in _collect(loader, 7)} == {7}  # TOFD reads it
+    assert {b.epoch for b in batches} == {1} and {b.epoch for b in _collect(loader, 7)} == {
+        7
+    }  # TOFD reads it
 
 
 def test_eval_is_sequential_and_plain():
