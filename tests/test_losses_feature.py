@@ -120,66 +120,50 @@ def test_at_of_identical_maps_is_plain_ce():
     assert total.item() == pytest.approx(ref_ce(s, y), rel=1e-5)
 
 
-# ---- FitNets hint ---------------------------------------------------------------------------------------
-
-
-def test_hint_with_equal_shapes_is_plain_mse():
-    gen = torch.Generator().manual_seed(2)
-    shapes = {"stage1": (4, 8, 8)}
-    loss = HintLoss(context(shapes, shapes))
-    assert isinstance(loss.regressor.proj, nn.Identity) and not list(loss.parameters())
-    g, h = torch.randn(3, 4, 8, 8, generator=gen), torch.randn(3, 4, 8, 8, generator=gen)
-    total, parts = loss(
-        ModelOutput(torch.zeros(3, 5), {"stage1": g}), TeacherOutput(None, [], {"stage1": h}), None
-    )
-    assert total.item() == pytest.approx(((g.double() - h.double()) ** 2).mean().item(), rel=1e-6)
-    assert set(parts) == {"hint"} and parts["hint"] is total
-
-
-def regressor_by_hand(loss: HintLoss, g: torch.Tensor) -> torch.Tensor:
-    """1x1 conv as a channel matrix product, then eval-mode BN from its running statistics."""
-    conv, bn = loss.regressor.proj
-    w = conv.weight.double()[:, :, 0, 0]
-    x = torch.einsum("oc,bchw->bohw", w, g.double())
-    shape = (1, -1, 1, 1)
-    mean, var = bn.running_mean.double().view(shape), bn.running_var.double().view(shape)
-    return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.double().view(shape) + bn.bias.double().view(
-        shape
-    )
+# ---- FitNets' regressor ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "s_shape, t_shape",
-    [((4, 8, 8), (6, 4, 4)), ((4, 4, 4), (6, 8, 8)), ((4, 8, 8), (6, 8, 8)), ((4, 8, 8), (4, 4, 4))],
-    ids=["student-larger", "teacher-larger", "channels-only", "spatial-only"],
+    "s_shape, t_shape, kind, kernel, stride, padding",
+    [
+        ((16, 32, 32), (32, 16, 16), nn.Conv2d, (3, 3), (2, 2), (1, 1)),  # student twice the teacher
+        ((32, 16, 16), (16, 32, 32), nn.ConvTranspose2d, (4, 4), (2, 2), (1, 1)),  # half
+        ((16, 32, 32), (64, 32, 32), nn.Conv2d, (1, 1), (1, 1), (0, 0)),  # equal size, other channels
+        ((16, 32, 32), (64, 8, 8), nn.Conv2d, (25, 25), (1, 1), (0, 0)),  # larger by 4: one big kernel
+    ],
+    ids=["twice", "half", "channels", "quadruple"],
 )
-def test_hint_with_regressor_matches_hand(s_shape, t_shape):
-    gen = torch.Generator().manual_seed(3)
-    loss = HintLoss(context({"stage2": s_shape}, {"stage1": t_shape}), hint="stage1", guided="stage2")
-    conv, bn = loss.regressor.proj
-    assert conv.in_channels == s_shape[0] and conv.out_channels == t_shape[0]
-    with torch.no_grad():  # non-trivial BN statistics and affine so a skipped BN would show
-        bn.running_mean.normal_(generator=gen)
-        bn.running_var.uniform_(0.5, 2.0, generator=gen)
-        bn.weight.normal_(generator=gen)
-        bn.bias.normal_(generator=gen)
-    loss.eval()
-    g, h = torch.randn(2, *s_shape, generator=gen), torch.randn(2, *t_shape, generator=gen)
-    total, _ = loss(
-        ModelOutput(torch.zeros(2, 5), {"stage2": g}), TeacherOutput(None, [], {"stage1": h}), None
-    )
-    g_in = ref_pool(g, s_shape[1] // t_shape[1]) if s_shape[1] > t_shape[1] else g
-    h_ref = ref_pool(h, t_shape[1] // s_shape[1]) if t_shape[1] > s_shape[1] else h.double()
-    expected = ((regressor_by_hand(loss, g_in) - h_ref.double()) ** 2).mean().item()
-    side = min(s_shape[1], t_shape[1])  # the regressor itself pools a larger student map, before the conv
-    assert tuple(loss.regressor(g).shape[1:]) == (t_shape[0], side, side)
-    assert total.item() == pytest.approx(expected, rel=1e-5)
+def test_hint_regressor_is_repdistillers_convreg(s_shape, t_shape, kind, kernel, stride, padding):
+    loss = HintLoss(context({"stage1": s_shape}, {"stage2": t_shape}), hint="stage2", guided="stage1")
+    conv, bn, relu = loss.regressor.proj
+    assert type(conv) is kind and conv.bias is not None
+    assert (conv.kernel_size, conv.stride, conv.padding) == (kernel, stride, padding)
+    assert (conv.in_channels, conv.out_channels, bn.num_features) == (s_shape[0], t_shape[0], t_shape[0])
+    assert isinstance(relu, nn.ReLU)
+    with torch.no_grad():
+        assert tuple(loss.regressor(torch.randn(2, *s_shape)).shape[1:]) == t_shape
 
 
-def test_hint_unknown_layer_is_a_user_error():
-    shapes = {"stage1": (4, 8, 8)}
+def test_hint_with_identical_shapes_has_no_regressor():
+    shapes = {"stage1": (16, 32, 32)}
+    loss = HintLoss(context(shapes, shapes))
+    assert isinstance(loss.regressor.proj, nn.Identity) and not list(loss.parameters())
+
+
+@pytest.mark.parametrize(
+    "s_shape, t_shape", [((16, 8, 8), (16, 32, 32)), ((16, 16, 16), (16, 24, 24))], ids=["quarter", "2/3"]
+)
+def test_hint_student_map_too_small_is_a_user_error(s_shape, t_shape):
+    with pytest.raises(UserError, match=r"^FitNets cannot regress .*choose other hint/guided layers\.$"):
+        HintLoss(context({"stage1": s_shape}, {"stage1": t_shape}))
+
+
+def test_hint_unknown_layer_or_a_vector_is_a_user_error():
+    shapes = {"stage1": (4, 8, 8), "embedding": (4,)}
     with pytest.raises(UserError, match="stage9"):
         HintLoss(context(shapes, shapes), hint="stage9")
+    with pytest.raises(UserError, match="feature maps"):
+        HintLoss(context(shapes, {"embedding": (8,)}), hint="embedding", guided="stage1")
 
 
 # ---- MHKD -----------------------------------------------------------------------------------------------

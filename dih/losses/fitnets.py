@@ -6,37 +6,57 @@ from torch import Tensor, nn
 
 from dih.errors import UserError
 from dih.losses.context import LossContext
-from dih.losses.pairing import match_spatial
+from dih.losses.pairing import as_float
+
+
+def regressor_conv(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> nn.Module:
+    """The convolution of RepDistiller's ``ConvReg``, which takes the student's ``(C, H, W)`` map to the
+    teacher's: 3x3 stride 2 (padding 1) for a student map twice the teacher's size, a 4x4 stride-2
+    transposed conv (padding 1) for half, else a ``(1 + H_s - H_t) x (1 + W_s - W_t)`` conv (1x1 for equal
+    sizes). A student map smaller than the teacher's by any other factor is refused."""
+    if len(student_shape) != 3 or len(teacher_shape) != 3:
+        raise UserError(
+            f"FitNets can regress only feature maps, not shapes {student_shape} -> {teacher_shape}; "
+            "choose stage outputs as the hint and guided layers."
+        )
+    (c_s, h_s, w_s), (c_t, h_t, w_t) = student_shape, teacher_shape
+    if (h_s, w_s) == (2 * h_t, 2 * w_t):
+        return nn.Conv2d(c_s, c_t, kernel_size=3, stride=2, padding=1)
+    if (2 * h_s, 2 * w_s) == (h_t, w_t):
+        return nn.ConvTranspose2d(c_s, c_t, kernel_size=4, stride=2, padding=1)
+    if h_s >= h_t and w_s >= w_t:
+        return nn.Conv2d(c_s, c_t, kernel_size=(1 + h_s - h_t, 1 + w_s - w_t))
+    raise UserError(
+        f"FitNets cannot regress the student's {h_s}x{w_s} guided map to the teacher's {h_t}x{w_t} hint "
+        "(only a student map as large or larger, or half the size, can be); choose other hint/guided layers."
+    )
 
 
 class HintRegressor(nn.Module):
-    """Maps the student's ``(C, H, W)`` guided map towards the teacher's hint shape: identity when the shapes
-    agree, else average-pool a spatially larger student map to the teacher's size, then 1x1 conv + BN."""
+    """Maps the student's ``(C, H, W)`` guided map to the teacher's hint shape: nothing where the shapes are
+    identical (as the original DIH code), else RepDistiller's ``ConvReg``: ``regressor_conv``, BN, ReLU."""
 
     def __init__(self, student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]):
         super().__init__()
-        (c_s, h_s, w_s), (c_t, h_t, w_t) = student_shape, teacher_shape
-        self.size = (min(h_s, h_t), min(w_s, w_t))
-        self.pool = self.size != (h_s, w_s)
         if tuple(student_shape) == tuple(teacher_shape):
             self.proj: nn.Module = nn.Identity()
         else:
-            self.proj = nn.Sequential(nn.Conv2d(c_s, c_t, kernel_size=1, bias=False), nn.BatchNorm2d(c_t))
+            conv = regressor_conv(tuple(student_shape), tuple(teacher_shape))
+            self.proj = nn.Sequential(conv, nn.BatchNorm2d(teacher_shape[0]), nn.ReLU())
 
     def forward(self, g: Tensor) -> Tensor:
-        return self.proj(F.adaptive_avg_pool2d(g, self.size) if self.pool else g)
+        return self.proj(g)
 
 
 def hint_loss(regressed: Tensor, hint: Tensor) -> Tensor:
-    """MSE averaged over every element; a spatially larger teacher map is average-pooled to the student's."""
-    regressed, hint = match_spatial(regressed.float(), hint.float())
-    return F.mse_loss(regressed, hint)
+    """MSE averaged over every element, as ``nn.MSELoss()``, in float32 at least."""
+    return F.mse_loss(as_float(regressed), as_float(hint))
 
 
 class HintLoss(nn.Module):
     """``MSE(r(g_s), h_t)`` between student feature ``guided`` and teacher feature ``hint``; owns ``r``."""
 
-    version = 1  # bump when what the loss computes changes (docs/versions.md)
+    version = 2  # bump when what the loss computes changes (docs/versions.md)
 
     def __init__(self, context: LossContext, hint: str = "stage1", guided: str = "stage1"):
         super().__init__()
@@ -54,5 +74,6 @@ class HintLoss(nn.Module):
         self.regressor = HintRegressor(context.student_features[guided], teacher_features[hint])
 
     def forward(self, student, teacher, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        teacher = teacher.detached()
         loss = hint_loss(self.regressor(student.features[self.guided]), teacher.features[self.hint])
         return loss, {"hint": loss}

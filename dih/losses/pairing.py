@@ -1,6 +1,7 @@
 """Which student stage is matched with which teacher stage by the feature losses (AT, FitNets, TOFD, MHKD),
 and how two paired maps are brought to one size."""
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -17,3 +18,8 @@ def match_spatial(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
     pool = lambda f: f if tuple(f.shape[-2:]) == size else F.adaptive_avg_pool2d(f, size)
     return pool(a), pool(b)
+
+
+def as_float(f: Tensor) -> Tensor:
+    """``f`` in float32 where it is in a lower precision (bf16 autocast); float64 stays float64."""
+    return f if f.dtype == torch.float64 else f.float()

@@ -1,0 +1,164 @@
+"""FitNets' hint against its reference code (SPEC s.5), value and gradient.
+
+The references are written here from the reference code itself, in float64 with plain torch, never with
+this project's functions: RepDistiller's ``ConvReg`` (models/util.py) and ``HintLoss``
+(distiller_zoo/FitNet.py, an ``nn.MSELoss``). Both sides see identical tensors of realistic shapes (batch
+16, CIFAR-100, the zoo's stage outputs); values and gradients on the student's features must agree to 1e-5
+relative.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from dih.errors import UserError
+from dih.losses import HintLoss
+from dih.losses.context import LossContext
+from dih.models import build_model, feature_shapes
+from dih.models.output import ModelOutput
+from dih.models.teacher_side import TeacherOutput
+
+B, CLASSES = 16, 100
+# Stage outputs (C, H, W) at 32x32 inputs; every CIFAR ResNet (res8 ... res110) has res8's.
+SHAPES = {
+    "res8": {"stage1": (16, 32, 32), "stage2": (32, 16, 16), "stage3": (64, 8, 8)},
+    "res34": {"stage1": (64, 32, 32), "stage2": (128, 16, 16), "stage3": (256, 8, 8), "stage4": (512, 4, 4)},
+    "vgg11": {"stage1": (64, 16, 16), "stage2": (128, 8, 8), "stage3": (256, 4, 4), "stage4": (512, 2, 2)},
+}
+SHAPES["res110"] = SHAPES["res8"]
+
+
+def randn(*shape, seed: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def leaf(t: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    return t.detach().to(dtype).clone().requires_grad_(True)
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, scale: float | None = None) -> None:
+    """Equal to 1e-5 relative to the expected tensor's scale, or to ``scale`` where given (float32 against
+    a float64 reference)."""
+    expected = expected.detach().to(actual.dtype)
+    scale = expected.abs().max().item() if scale is None else scale
+    torch.testing.assert_close(actual.detach(), expected, rtol=1e-5, atol=1e-5 * scale + 1e-30)
+
+
+def context(student: str, teacher: str) -> LossContext:
+    return LossContext(
+        num_classes=CLASSES,
+        num_train=1000,
+        image_shape=(3, 32, 32),
+        student_features=dict(SHAPES[student]),
+        student_stages=tuple(SHAPES[student]),
+        teacher_features=dict(SHAPES[teacher]),
+        teacher_stages=tuple(SHAPES[teacher]),
+    )
+
+
+def features(model: str, seed: int, batch: int = B) -> dict:
+    """Post-ReLU-like stage outputs (non-negative), one fixed random tensor per stage."""
+    return {
+        name: randn(batch, *shape, seed=seed + i).relu()
+        for i, (name, shape) in enumerate(SHAPES[model].items())
+    }
+
+
+def test_the_shapes_here_are_the_zoo_models():
+    for name in ("res8", "res34", "vgg11"):
+        shapes = feature_shapes(build_model(name, CLASSES), (3, 32, 32))
+        assert {k: v for k, v in shapes.items() if k != "embedding"} == SHAPES[name]
+
+
+# -------------------------------------------------------------------------------------------- FitNets
+
+
+class ReferenceConvReg(nn.Module):
+    """RepDistiller's ``ConvReg`` (models/util.py), with its default ``use_relu=True``, as FitNets uses it."""
+
+    def __init__(self, s_shape, t_shape, use_relu=True):
+        super().__init__()
+        self.use_relu = use_relu
+        _, s_C, s_H, s_W = s_shape
+        _, t_C, t_H, t_W = t_shape
+        if s_H == 2 * t_H:
+            self.conv = nn.Conv2d(s_C, t_C, kernel_size=3, stride=2, padding=1)
+        elif s_H * 2 == t_H:
+            self.conv = nn.ConvTranspose2d(s_C, t_C, kernel_size=4, stride=2, padding=1)
+        elif s_H >= t_H:
+            self.conv = nn.Conv2d(s_C, t_C, kernel_size=(1 + s_H - t_H, 1 + s_W - t_W))
+        else:
+            raise NotImplementedError
+        self.bn = nn.BatchNorm2d(t_C)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return self.relu(self.bn(x)) if self.use_relu else self.bn(x)
+
+
+HINT_CASES = {
+    # (student, guided, teacher, hint): the default pair, identical shapes, keeps no regressor
+    "identical": ("res8", "stage1", "res110", "stage1"),
+    "student-twice": ("res8", "stage1", "res110", "stage2"),  # 32x32 -> 16x16: 3x3 stride 2
+    "student-half": ("res8", "stage2", "res110", "stage1"),  # 16x16 -> 32x32: transposed 4x4 stride 2
+    "channels-only": ("res8", "stage1", "res34", "stage1"),  # 16 -> 64 channels at 32x32: 1x1
+}
+
+
+@pytest.mark.parametrize("case", list(HINT_CASES))
+def test_hint_equals_repdistiller(case):
+    """The value in float32; value and gradients also with the loss in float64, since a float32 ReLU mask
+    after BN can flip where a pre-activation is within rounding of 0 (then one element's gradient moves)."""
+    student, guided, teacher, hint = HINT_CASES[case]
+    torch.manual_seed(0)
+    loss = HintLoss(context(student, teacher), hint=hint, guided=guided).train()
+    g = randn(B, *SHAPES[student][guided], seed=30).relu()
+    h = randn(B, *SHAPES[teacher][hint], seed=31).relu()
+    g64 = leaf(g, torch.float64)
+
+    own, reference_params = list(loss.parameters()), []
+    if case == "identical":  # the original DIH code: MSE straight between the two maps
+        assert not own
+        expected = nn.MSELoss()(g64, h.double())
+    else:
+        reference = ReferenceConvReg((B, *SHAPES[student][guided]), (B, *SHAPES[teacher][hint])).double()
+        conv, bn = loss.regressor.proj[0], loss.regressor.proj[1]
+        assert type(conv) is type(reference.conv)
+        assert (conv.kernel_size, conv.stride, conv.padding) == (
+            reference.conv.kernel_size,
+            reference.conv.stride,
+            reference.conv.padding,
+        )
+        with torch.no_grad():  # the project's initial weights, in the reference's own modules
+            reference.conv.weight.copy_(conv.weight)
+            reference.conv.bias.copy_(conv.bias)
+            reference.bn.weight.copy_(bn.weight)
+            reference.bn.bias.copy_(bn.bias)
+        expected = nn.MSELoss()(reference(g64), h.double())  # train-mode BN on both sides
+        reference_params = list(reference.parameters())
+    want = torch.autograd.grad(expected, [g64, *reference_params])
+
+    for dtype in (torch.float32, torch.float64):
+        loss = loss.to(dtype)
+        g_in = leaf(g, dtype)
+        student_out = ModelOutput(torch.zeros(B, CLASSES, dtype=dtype), {guided: g_in})
+        teacher_out = TeacherOutput(torch.zeros(B, CLASSES), [], {hint: h.to(dtype)})
+        total, parts = loss(student_out, teacher_out, None)
+        assert parts["hint"] is total
+        close(total, expected)
+        if dtype == torch.float64:
+            got = torch.autograd.grad(total, [g_in, *loss.parameters()])
+            assert got[0].abs().sum() > 0
+            close(got[0], want[0])
+            # the regressor's parameters: the conv bias, under train-mode BN, has a gradient of 0 up to
+            # rounding, so all are compared at the scale of the largest
+            scale = max((w.abs().max().item() for w in want[1:]), default=0.0)
+            for a, b in zip(got[1:], want[1:]):
+                close(a, b, scale)
+
+
+def test_hint_with_a_student_map_too_small_says_what_to_choose():
+    # res8's 8x8 stage3 cannot be regressed to res110's 32x32 stage1 (a quarter, not a half)
+    with pytest.raises(UserError, match="choose other hint/guided layers"):
+        HintLoss(context("res8", "res110"), hint="stage1", guided="stage3")
