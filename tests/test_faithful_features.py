@@ -1,18 +1,21 @@
-"""FitNets' hint against its reference code (SPEC s.5), value and gradient.
+"""AT and FitNets' hint against their reference code (SPEC s.5), value and gradient.
 
 The references are written here from the reference code itself, in float64 with plain torch, never with
-this project's functions: RepDistiller's ``ConvReg`` (models/util.py) and ``HintLoss``
-(distiller_zoo/FitNet.py, an ``nn.MSELoss``). Both sides see identical tensors of realistic shapes (batch
-16, CIFAR-100, the zoo's stage outputs); values and gradients on the student's features must agree to 1e-5
-relative.
+this project's functions: RepDistiller's ``Attention`` (distiller_zoo/AT.py, zipped over ``feat[1:-1]`` as
+train_student.py does), its ``ConvReg`` (models/util.py) and ``HintLoss`` (distiller_zoo/FitNet.py, an
+``nn.MSELoss``). Both sides see identical tensors of realistic shapes (batch 16, CIFAR-100, the zoo's stage
+outputs); values and gradients on the student's logits and features must agree to 1e-5 relative.
 """
+
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dih.errors import UserError
-from dih.losses import HintLoss
+from dih.losses import ATLoss, HintLoss
 from dih.losses.context import LossContext
 from dih.models import build_model, feature_shapes
 from dih.models.output import ModelOutput
@@ -68,6 +71,67 @@ def test_the_shapes_here_are_the_zoo_models():
     for name in ("res8", "res34", "vgg11"):
         shapes = feature_shapes(build_model(name, CLASSES), (3, 32, 32))
         assert {k: v for k, v in shapes.items() if k != "embedding"} == SHAPES[name]
+
+
+# ------------------------------------------------------------------------------------------------- AT
+
+
+def reference_at_loss(f_s, f_t, p=2):
+    """RepDistiller's ``Attention.at_loss``: the larger map adaptive-pooled to the smaller's height, then the
+    mean squared difference of the two L2-normalised channel means of f^p."""
+    s_H, t_H = f_s.shape[2], f_t.shape[2]
+    if s_H > t_H:
+        f_s = F.adaptive_avg_pool2d(f_s, (t_H, t_H))
+    elif s_H < t_H:
+        f_t = F.adaptive_avg_pool2d(f_t, (s_H, s_H))
+
+    def at(f):
+        return F.normalize(f.pow(p).mean(1).view(f.size(0), -1))
+
+    return (at(f_s) - at(f_t)).pow(2).mean()
+
+
+def reference_at(logits, target, g_s, g_t, beta=1000.0):
+    """train_student.py with ``--distill attention -r 1 -a 0 -b 1000``: CE + beta * sum of the per-pair losses
+    over ``zip(feat_s[1:-1], feat_t[1:-1])`` (the stage outputs, zipped from the shallowest)."""
+    return F.cross_entropy(logits, target) + beta * sum(reference_at_loss(a, b) for a, b in zip(g_s, g_t))
+
+
+@pytest.mark.parametrize(
+    "student, teacher",
+    [("res8", "res110"), ("res8", "res34"), ("res8", "vgg11"), ("vgg11", "res110")],
+    ids=["equal", "res34-more-stages", "student-larger", "teacher-larger"],
+)
+def test_at_equals_repdistiller(student, teacher):
+    s_feat, t_feat = features(student, seed=10), features(teacher, seed=20)
+    logits, y = (
+        randn(B, CLASSES, seed=1, scale=3.0),
+        torch.randint(0, CLASSES, (B,), generator=torch.Generator().manual_seed(2)),
+    )
+    s32 = {k: leaf(v) for k, v in s_feat.items()}
+    s64 = {k: leaf(v, torch.float64) for k, v in s_feat.items()}
+    z32, z64 = leaf(logits), leaf(logits, torch.float64)
+
+    loss = ATLoss(context(student, teacher))
+    teacher_out = TeacherOutput(randn(B, CLASSES, seed=3), [], t_feat)
+    total, _ = loss(ModelOutput(z32, s32), teacher_out, SimpleNamespace(labels=y))
+    expected = reference_at(z64, y, list(s64.values()), [f.double() for f in t_feat.values()])
+
+    close(total, expected)
+    names = list(s32)[: min(len(s_feat), len(t_feat))]  # a student stage left unpaired gets no gradient
+    got = torch.autograd.grad(total, [z32, *(s32[n] for n in names)])
+    want = torch.autograd.grad(expected, [z64, *(s64[n] for n in names)])
+    for name, g, w in zip(["logits", *names], got, want):
+        assert g.abs().sum() > 0, name
+        close(g, w)
+
+
+def test_at_pairs_res34_with_res8_from_the_shallowest():
+    """res34 (4 stages) over res8 (3): the lists zip, so stages 1-3 meet stages 1-3, maps of equal size."""
+    loss = ATLoss(context("res8", "res34"))
+    assert loss.pairs == [("stage1", "stage1"), ("stage2", "stage2"), ("stage3", "stage3")]
+    for s, t in loss.pairs:
+        assert SHAPES["res8"][s][1:] == SHAPES["res34"][t][1:]
 
 
 # -------------------------------------------------------------------------------------------- FitNets

@@ -7,12 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from dih.errors import UserError
 from dih.losses.at import ATLoss, attention_map
 from dih.losses.context import LossContext
 from dih.losses.fitnets import HintLoss
 from dih.losses.mhkd import MHKDLoss
+from dih.losses.pairing import match_spatial, pair_stages
 from dih.models.mhkd_heads import MHKDHeads
 from dih.models.output import ModelOutput
 from dih.models.teacher_side import TeacherOutput
@@ -36,27 +38,6 @@ def ref_kl(s: torch.Tensor, z: torch.Tensor, T: float) -> float:
     return T * T * total / len(s)
 
 
-def ref_pool(f: torch.Tensor, k: int) -> torch.Tensor:
-    """Average over non-overlapping k x k blocks."""
-    b, c, h, w = f.shape
-    return f.reshape(b, c, h // k, k, w // k, k).mean(dim=(3, 5))
-
-
-def ref_map(f: torch.Tensor, p: float) -> torch.Tensor:
-    """vec(mean_c f^p) per example, divided by its Euclidean norm, by explicit loops."""
-    f = f.double()
-    rows = []
-    for example in f:
-        m = [
-            sum(example[c, i, j] ** p for c in range(f.shape[1])) / f.shape[1]
-            for i in range(f.shape[2])
-            for j in range(f.shape[3])
-        ]
-        m = torch.stack(m)
-        rows.append(m / math.sqrt(sum(v.item() ** 2 for v in m)))
-    return torch.stack(rows)
-
-
 def context(student: dict, teacher: dict, classes: int = 5) -> LossContext:
     return LossContext(
         num_classes=classes,
@@ -73,6 +54,32 @@ def random_features(shapes: dict, batch: int, gen: torch.Generator) -> dict:
     return {name: torch.randn(batch, *shape, generator=gen) for name, shape in shapes.items()}
 
 
+# ---- pairing and pooling --------------------------------------------------------------------------------
+
+
+def test_stages_pair_from_the_shallowest_up():
+    assert pair_stages(("s1", "s2", "s3"), ("t1", "t2", "t3", "t4")) == [
+        ("s1", "t1"),
+        ("s2", "t2"),
+        ("s3", "t3"),
+    ]
+    assert pair_stages(("s1", "s2", "s3", "s4"), ("t1", "t2")) == [("s1", "t1"), ("s2", "t2")]
+
+
+def test_match_spatial_pools_the_larger_map_by_blocks():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 3, 16, 16, generator=gen), torch.randn(2, 5, 4, 4, generator=gen)
+    pa, pb = match_spatial(a, b)
+    assert pb is b and pa.shape == (2, 3, 4, 4)
+    torch.testing.assert_close(pa, a.reshape(2, 3, 4, 4, 4, 4).mean(dim=(3, 5)))
+    pb, pa = match_spatial(b, a)  # either argument may be the larger
+    assert pb is b and pa.shape == (2, 3, 4, 4)
+    # a non-integer ratio falls back to adaptive pooling
+    c = torch.randn(2, 3, 6, 6, generator=gen)
+    pc, pb = match_spatial(c, b)
+    torch.testing.assert_close(pc, F.adaptive_avg_pool2d(c, 4))
+
+
 # ---- AT -------------------------------------------------------------------------------------------------
 
 
@@ -86,38 +93,15 @@ def test_attention_map_by_hand():
     assert torch.allclose(attention_map(f, p=1), expected1, atol=1e-7)
 
 
-def test_at_loss_matches_loop_reference():
-    gen = torch.Generator().manual_seed(0)
-    s_shapes = {"stage1": (4, 8, 8), "stage2": (6, 4, 4)}
-    t_shapes = {"stage1": (5, 32, 32), "stage2": (7, 16, 16), "stage3": (9, 2, 2)}
-    beta = 1000.0
-    loss = ATLoss(context(s_shapes, t_shapes), beta=beta)
-    assert loss.pairs == [("stage1", "stage2"), ("stage2", "stage3")]  # deepest pair up
-    s_feat, t_feat = random_features(s_shapes, 3, gen), random_features(t_shapes, 3, gen)
-    s, y = torch.randn(3, 5, generator=gen), torch.tensor([0, 4, 2])
-    teacher = TeacherOutput(logits=torch.randn(3, 5, generator=gen), cohort=[], features=t_feat)
-    total, parts = loss(ModelOutput(s, s_feat), teacher, SimpleNamespace(labels=y))
-
-    # pair 1: teacher 16x16 pooled to the student's 8x8; pair 2: student 4x4 pooled to the teacher's 2x2
-    q1 = ref_map(s_feat["stage1"], 2) - ref_map(ref_pool(t_feat["stage2"], 2), 2)
-    q2 = ref_map(ref_pool(s_feat["stage2"], 2), 2) - ref_map(t_feat["stage3"], 2)
-    at = sum((d**2).sum().item() / d.numel() for d in (q1, q2))
-    assert parts["ce"].item() == pytest.approx(ref_ce(s, y), rel=1e-5)
-    assert parts["at"].item() == pytest.approx(beta * at, rel=1e-4)
-    assert parts["at"].item() > 0
-    assert total.item() == pytest.approx(ref_ce(s, y) + beta * at, rel=1e-4)
-    assert (parts["ce"] + parts["at"]).item() == pytest.approx(total.item(), rel=1e-6)
-
-
 def test_at_of_identical_maps_is_plain_ce():
     gen = torch.Generator().manual_seed(1)
     shapes = {"stage1": (4, 8, 8)}
-    feats = random_features(shapes, 2, gen)
+    feats = {"stage1": torch.randn(2, 4, 8, 8, generator=gen)}
     s, y = torch.randn(2, 5, generator=gen), torch.tensor([1, 3])
     teacher = TeacherOutput(logits=s, cohort=[s], features={"stage1": feats["stage1"] * 3})  # same map
     total, parts = ATLoss(context(shapes, shapes))(ModelOutput(s, feats), teacher, SimpleNamespace(labels=y))
     assert parts["at"].item() == pytest.approx(0.0, abs=1e-6)
-    assert total.item() == pytest.approx(ref_ce(s, y), rel=1e-5)
+    assert total.item() == pytest.approx(F.cross_entropy(s, y).item(), rel=1e-6)
 
 
 # ---- FitNets' regressor ---------------------------------------------------------------------------------
@@ -183,8 +167,8 @@ def test_mhkd_parts_by_hand():
     total, parts = loss(ModelOutput(s, feats), teacher, SimpleNamespace(labels=y))
 
     h_s = loss.heads(feats)  # train-mode BN: the same batch gives the same logits
-    # student stage1 meets teacher stage2 (head 1), student stage2 meets teacher stage3 (head 2)
-    heads = sum(ref_ce(h, y) + ref_kl(h, z, T) for h, z in zip(h_s, cohort[1:3]))
+    # from the shallowest up: student stage1 meets teacher stage1 (head 0), stage2 meets stage2 (head 1)
+    heads = sum(ref_ce(h, y) + ref_kl(h, z, T) for h, z in zip(h_s, cohort[0:2]))
     assert parts["ce"].item() == pytest.approx((1 - a) * ref_ce(s, y), rel=1e-5)
     assert parts["kd"].item() == pytest.approx(a * ref_kl(s, cohort[-1], T), rel=1e-5)
     assert parts["heads"].item() == pytest.approx(beta * heads, rel=1e-5)
@@ -283,11 +267,11 @@ def test_gradients_reach_student_and_loss_never_teacher(loss_name, settings):
     "loss_name, settings", [("at", {}), ("hint", {}), ("mhkd", {})], ids=["at", "hint", "mhkd"]
 )
 def test_unequal_stage_counts(loss_name, settings):
-    """res8 (3 stages) under res18 (4 stages): the deepest three pair up, with no shape errors."""
+    """res8 (3 stages) under res18 (4 stages): the shallowest three pair up, with no shape errors."""
     student, _, loss, total, _ = setup(loss_name, "res18", **settings)
     if loss_name == "at":
-        assert loss.pairs == [("stage1", "stage2"), ("stage2", "stage3"), ("stage3", "stage4")]
+        assert loss.pairs == [("stage1", "stage1"), ("stage2", "stage2"), ("stage3", "stage3")]
     if loss_name == "mhkd":
-        assert loss.teacher_index == [1, 2, 3]
+        assert loss.teacher_index == [0, 1, 2]
     total.backward()
     assert torch.isfinite(total) and nonzero_grad(student.stem[0].weight)

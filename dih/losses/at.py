@@ -2,7 +2,9 @@
 
     L_AT = CE(s, y) + beta * sum_l mean((q_s^l - q_t^l)^2),   q = normalize(vec(mean_c f^p))
 
-over paired stage outputs (SPEC s.5); the RepDistiller convention, beta 1000 and p 2.
+over paired stage outputs (SPEC s.5), as RepDistiller's ``Attention`` computes it on the stage outputs
+(``feat[1:-1]``, zipped from the shallowest): beta 1000, p 2. Where the paired maps differ in size, the
+larger is average-pooled to the smaller's.
 """
 
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ from torch import Tensor, nn
 
 from dih.errors import UserError
 from dih.losses.context import LossContext
-from dih.losses.pairing import match_spatial, pair_stages
+from dih.losses.pairing import as_float, match_spatial, pair_stages
 
 
 def attention_map(f: Tensor, p: float = 2) -> Tensor:
@@ -21,7 +23,7 @@ def attention_map(f: Tensor, p: float = 2) -> Tensor:
 class ATLoss(nn.Module):
     """``CE(s, y) + beta * sum_l mean((q_s^l - q_t^l)^2)`` over the stages ``pair_stages`` matches."""
 
-    version = 1  # bump when what the loss computes changes (docs/versions.md)
+    version = 2  # bump when what the loss computes changes (docs/versions.md)
 
     def __init__(self, context: LossContext, beta: float = 1000.0, p: float = 2):
         super().__init__()
@@ -31,10 +33,11 @@ class ATLoss(nn.Module):
         self.beta, self.p = float(beta), p
 
     def forward(self, student, teacher, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        teacher = teacher.detached()
         ce = F.cross_entropy(student.logits, batch.labels)
         at = 0.0
         for s_name, t_name in self.pairs:
-            f_s, f_t = match_spatial(student.features[s_name].float(), teacher.features[t_name].float())
+            f_s, f_t = match_spatial(as_float(student.features[s_name]), as_float(teacher.features[t_name]))
             at = at + (attention_map(f_s, self.p) - attention_map(f_t, self.p)).pow(2).mean()
         parts = {"ce": ce, "at": self.beta * at}
         return parts["ce"] + parts["at"], parts

@@ -18,7 +18,7 @@ class MHKDLoss(nn.Module):
     """Owns the student's ``MHKDHeads``, one per student stage that ``pair_stages`` pairs with a teacher head;
     the teacher heads' logits are ``teacher.cohort[:-1]``, in ``context.teacher_stages`` order."""
 
-    version = 1  # bump when what the loss computes changes (docs/versions.md)
+    version = 2  # bump when what the loss computes changes (docs/versions.md)
 
     def __init__(self, context: LossContext, alpha: float = 0.1, temperature: float = 4.0, beta: float = 0.5):
         super().__init__()

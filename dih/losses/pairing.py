@@ -1,5 +1,5 @@
-"""Which student stage is matched with which teacher stage by the feature losses (AT, FitNets, TOFD, MHKD),
-and how two paired maps are brought to one size."""
+"""Which student stage is matched with which teacher stage by AT, FitNets and MHKD, and how two paired maps
+are brought to one size and precision."""
 
 import torch
 import torch.nn.functional as F
@@ -7,17 +7,32 @@ from torch import Tensor
 
 
 def pair_stages(student_stages: tuple[str, ...], teacher_stages: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Pairs ``(student stage, teacher stage)``, shallow to deep; with unequal counts the deepest stages pair
-    up (a 3-stage res8 under a 4-stage res34 meets the teacher's stages 2-4), as SPEC s.5 says for AT."""
-    n = min(len(student_stages), len(teacher_stages))
-    return list(zip(student_stages[len(student_stages) - n :], teacher_stages[len(teacher_stages) - n :]))
+    """Pairs ``(student stage, teacher stage)`` from the shallowest up, as RepDistiller and mdistiller zip
+    their feature lists: with unequal counts the deeper stages of the longer list go unpaired (a 3-stage
+    res8 under a 4-stage res34 meets the teacher's stages 1-3, maps of equal size)."""
+    return list(zip(student_stages, teacher_stages))
+
+
+def pool_to(f: Tensor, size: tuple[int, int]) -> Tensor:
+    """Average-pool ``f`` (``[B, C, H, W]``) down to ``size``.
+
+    An integer ratio pools with ``avg_pool2d`` (kernel = stride = the ratio), which has a deterministic
+    CUDA backward; adaptive pooling, whose backward to a size other than 1 is not deterministic on CUDA,
+    is left for non-integer ratios. Both average the same windows where the ratio is an integer.
+    """
+    (h, w), (th, tw) = f.shape[-2:], size
+    if (h, w) == (th, tw):
+        return f
+    if h % th == 0 and w % tw == 0:
+        kernel = (h // th, w // tw)
+        return F.avg_pool2d(f, kernel_size=kernel, stride=kernel)
+    return F.adaptive_avg_pool2d(f, size)
 
 
 def match_spatial(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Average-pool whichever map is spatially larger to the other's size, so the two can be compared."""
     size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
-    pool = lambda f: f if tuple(f.shape[-2:]) == size else F.adaptive_avg_pool2d(f, size)
-    return pool(a), pool(b)
+    return pool_to(a, size), pool_to(b, size)
 
 
 def as_float(f: Tensor) -> Tensor:
