@@ -1,10 +1,12 @@
-"""AT and FitNets' hint against their reference code (SPEC s.5), value and gradient.
+"""AT, FitNets' hint and MHKD against their reference code (SPEC s.5), value and gradient.
 
 The references are written here from the reference code itself, in float64 with plain torch, never with
 this project's functions: RepDistiller's ``Attention`` (distiller_zoo/AT.py, zipped over ``feat[1:-1]`` as
 train_student.py does), its ``ConvReg`` (models/util.py) and ``HintLoss`` (distiller_zoo/FitNet.py, an
-``nn.MSELoss``). Both sides see identical tensors of realistic shapes (batch 16, CIFAR-100, the zoo's stage
-outputs); values and gradients on the student's logits and features must agree to 1e-5 relative.
+``nn.MSELoss``), and the original DIH repository's MHKD heads (``Middle_Logit_Generator_mhkd``) and
+training loop (``kd_loss`` per head pair, weighed by ``mhkd_beta``). Both sides see identical tensors of
+realistic shapes (batch 16, CIFAR-100, the zoo's stage outputs); values and gradients on the student's
+logits and features must agree to 1e-5 relative.
 """
 
 from types import SimpleNamespace
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dih.errors import UserError
-from dih.losses import ATLoss, HintLoss
+from dih.losses import ATLoss, HintLoss, MHKDLoss
 from dih.losses.context import LossContext
 from dih.models import build_model, feature_shapes
 from dih.models.output import ModelOutput
@@ -226,3 +228,96 @@ def test_hint_with_a_student_map_too_small_says_what_to_choose():
     # res8's 8x8 stage3 cannot be regressed to res110's 32x32 stage1 (a quarter, not a half)
     with pytest.raises(UserError, match="choose other hint/guided layers"):
         HintLoss(context("res8", "res110"), hint="stage1", guided="stage3")
+
+
+# ----------------------------------------------------------------------------------------------- MHKD
+
+
+class ReferenceHead(nn.Module):
+    """The DIH repository's ``Middle_Logit_Generator_mhkd``: conv_1 (3x3, no bias, ``padding``), BN, ReLU,
+    conv_2 (3x3, no bias, unpadded), BN, ReLU, adaptive average pool, linear 256 + ReLU, linear."""
+
+    def __init__(self, in_channels, num_classes, middle_dimension=256, padding=0):
+        super().__init__()
+        self.conv_1 = nn.Conv2d(in_channels, middle_dimension, kernel_size=3, bias=False, padding=padding)
+        self.bn_1 = nn.BatchNorm2d(middle_dimension)
+        self.conv_2 = nn.Conv2d(middle_dimension, middle_dimension, kernel_size=3, bias=False)
+        self.bn_2 = nn.BatchNorm2d(middle_dimension)
+        self.relu = nn.ReLU(inplace=True)
+        self.linear_1 = nn.Linear(middle_dimension, middle_dimension)
+        self.linear_2 = nn.Linear(middle_dimension, num_classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn_1(self.conv_1(x)))
+        x = self.relu(self.bn_2(self.conv_2(x)))
+        x = F.adaptive_avg_pool2d(x, (1, 1))
+        x = x.view(x.size(0), -1)
+        return self.linear_2(self.relu(self.linear_1(x)))
+
+
+def copy_head(project_head: nn.Sequential, reference: ReferenceHead) -> None:
+    """Our ``conv_head`` is conv, BN, ReLU, conv, BN, ReLU, pool, flatten, linear, ReLU, linear."""
+    pairs = [(0, reference.conv_1), (1, reference.bn_1), (3, reference.conv_2), (4, reference.bn_2)]
+    pairs += [(8, reference.linear_1), (10, reference.linear_2)]
+    with torch.no_grad():
+        for i, module in pairs:
+            for name, tensor in module.named_parameters():
+                tensor.copy_(getattr(project_head[i], name))
+
+
+def reference_kd_loss(out_s, out_t, target, alpha, temperature):
+    """The DIH repository's ``kd_loss``: batchmean KL(log_softmax(s/T), softmax(z/T)) a T^2 + (1 - a) CE."""
+    kl = nn.KLDivLoss(reduction="batchmean")(
+        F.log_softmax(out_s / temperature, dim=1), F.softmax(out_t / temperature, dim=1)
+    )
+    return kl * (alpha * temperature * temperature) + F.cross_entropy(out_s, target) * (1.0 - alpha)
+
+
+def reference_mhkd(s_final, t_final, s_heads, t_heads, target, alpha=0.1, temperature=4.0, beta=0.5):
+    """mhkd_training.py's loop over the zipped (final, head 1, head 2, ...) dictionaries, student side only:
+    kd_loss on the final logits, plus mhkd_beta * kd_loss per head pair with the same alpha. (Its CE on
+    the teacher heads trains them jointly there; here they are trained before, so that term is absent.)"""
+    loss = reference_kd_loss(s_final, t_final, target, alpha, temperature)
+    for h_s, h_t in zip(s_heads, t_heads):
+        loss = loss + beta * reference_kd_loss(h_s, h_t, target, alpha, temperature)
+    return loss
+
+
+@pytest.mark.parametrize("teacher", ["res110", "res34"])
+def test_mhkd_equals_the_dih_repository(teacher):
+    """The value in float32; value and gradients also with the loss in float64 (see the FitNets test)."""
+    batch = 8  # the heads' 256-channel convs at 30x30 are the cost here
+    torch.manual_seed(0)
+    loss = MHKDLoss(context("res8", teacher)).train()
+    assert loss.heads.stage_names == ("stage1", "stage2") and loss.teacher_index == [0, 1]
+    s_feat = features("res8", seed=40, batch=batch)
+    logits = randn(batch, CLASSES, seed=41, scale=3.0)
+    y = torch.randint(0, CLASSES, (batch,), generator=torch.Generator().manual_seed(42))
+    n_heads = len(SHAPES[teacher]) - 1
+    cohort = [randn(batch, CLASSES, seed=50 + j, scale=4.0) for j in range(n_heads + 1)]
+
+    references = []
+    for name, head in zip(loss.heads.stage_names, loss.heads.heads):
+        reference = ReferenceHead(SHAPES["res8"][name][0], CLASSES).double()  # unpadded at 32x32 and 16x16
+        copy_head(head, reference)
+        references.append(reference)
+    s64 = {k: leaf(v, torch.float64) for k, v in s_feat.items()}
+    z64 = leaf(logits, torch.float64)
+    s_heads = [r(s64[name]) for r, name in zip(references, ("stage1", "stage2"))]
+    # the student's heads meet the teacher's first two heads (stages 1 and 2), whatever the teacher's depth
+    expected = reference_mhkd(z64, cohort[-1].double(), s_heads, [z.double() for z in cohort[:2]], y)
+    want = torch.autograd.grad(expected, [z64, s64["stage1"], s64["stage2"]])
+
+    for dtype in (torch.float32, torch.float64):
+        loss = loss.to(dtype)
+        s_in = {k: leaf(v, dtype) for k, v in s_feat.items()}
+        z_in = leaf(logits, dtype)
+        side = TeacherOutput(cohort[-1].to(dtype), [z.to(dtype) for z in cohort], {})
+        total, parts = loss(ModelOutput(z_in, s_in), side, SimpleNamespace(labels=y))
+        close(total, expected)
+        close(sum(parts.values()), expected)
+        if dtype == torch.float64:
+            got = torch.autograd.grad(total, [z_in, s_in["stage1"], s_in["stage2"]])
+            for g, w in zip(got, want):
+                assert g.abs().sum() > 0
+                close(g, w)

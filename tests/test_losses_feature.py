@@ -1,5 +1,6 @@
-"""The feature-based baselines (AT, FitNets' hint, MHKD) against computations written here, and their
-gradients through real zoo models."""
+"""The feature-based baselines (AT, FitNets' hint, MHKD): their structure (pairing, pooling, regressors,
+heads), and their gradients through real zoo models with the teacher run with autograd on. Their values
+against the reference code are in test_faithful_features.py."""
 
 import math
 from types import SimpleNamespace
@@ -15,27 +16,12 @@ from dih.losses.context import LossContext
 from dih.losses.fitnets import HintLoss
 from dih.losses.mhkd import MHKDLoss
 from dih.losses.pairing import match_spatial, pair_stages
-from dih.models.mhkd_heads import MHKDHeads
+from dih.models import feature_shapes, heads_class
+from dih.models.heads import HeadsOnFrozen
+from dih.models.mhkd_heads import MHKDHeads, head_paddings
 from dih.models.output import ModelOutput
 from dih.models.teacher_side import TeacherOutput
 from dih.models.zoo import build_model
-
-# ---- independent references, in float64 -------------------------------------------------------------
-
-
-def ref_ce(s: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean over the batch of log(sum_c exp s_c) - s_y."""
-    s = s.double()
-    return sum(math.log(row.exp().sum().item()) - row[label].item() for row, label in zip(s, y)) / len(y)
-
-
-def ref_kl(s: torch.Tensor, z: torch.Tensor, T: float) -> float:
-    """T^2 * batch mean of sum_c p_c log(p_c / q_c), p = softmax(z/T), q = softmax(s/T)."""
-    total = 0.0
-    for srow, zrow in zip(s.double() / T, z.double() / T):
-        p, q = zrow.exp() / zrow.exp().sum(), srow.exp() / srow.exp().sum()
-        total += (p * (p.log() - q.log())).sum().item()
-    return T * T * total / len(s)
 
 
 def context(student: dict, teacher: dict, classes: int = 5) -> LossContext:
@@ -48,10 +34,6 @@ def context(student: dict, teacher: dict, classes: int = 5) -> LossContext:
         teacher_features=teacher,
         teacher_stages=tuple(teacher),
     )
-
-
-def random_features(shapes: dict, batch: int, gen: torch.Generator) -> dict:
-    return {name: torch.randn(batch, *shape, generator=gen) for name, shape in shapes.items()}
 
 
 # ---- pairing and pooling --------------------------------------------------------------------------------
@@ -150,43 +132,12 @@ def test_hint_unknown_layer_or_a_vector_is_a_user_error():
         HintLoss(context(shapes, {"embedding": (8,)}), hint="embedding", guided="stage1")
 
 
-# ---- MHKD -----------------------------------------------------------------------------------------------
-
-
-def test_mhkd_parts_by_hand():
-    gen = torch.Generator().manual_seed(4)
-    s_shapes = {"stage1": (4, 8, 8), "stage2": (8, 4, 4)}
-    t_shapes = {"stage1": (3, 8, 8), "stage2": (5, 4, 4), "stage3": (6, 2, 2)}
-    a, T, beta = 0.3, 4.0, 0.5
-    loss = MHKDLoss(context(s_shapes, t_shapes), alpha=a, temperature=T, beta=beta)
-    assert loss.heads.stage_names == ("stage1", "stage2")
-    feats = random_features(s_shapes, 4, gen)
-    s, y = torch.randn(4, 5, generator=gen) * 2, torch.tensor([0, 1, 2, 4])
-    cohort = [torch.randn(4, 5, generator=gen) * 2 for _ in range(4)]  # 3 teacher heads + final
-    teacher = TeacherOutput(logits=cohort[-1], cohort=cohort, features={})
-    total, parts = loss(ModelOutput(s, feats), teacher, SimpleNamespace(labels=y))
-
-    h_s = loss.heads(feats)  # train-mode BN: the same batch gives the same logits
-    # from the shallowest up: student stage1 meets teacher stage1 (head 0), stage2 meets stage2 (head 1)
-    heads = sum(ref_ce(h, y) + ref_kl(h, z, T) for h, z in zip(h_s, cohort[0:2]))
-    assert parts["ce"].item() == pytest.approx((1 - a) * ref_ce(s, y), rel=1e-5)
-    assert parts["kd"].item() == pytest.approx(a * ref_kl(s, cohort[-1], T), rel=1e-5)
-    assert parts["heads"].item() == pytest.approx(beta * heads, rel=1e-5)
-    assert total.item() == pytest.approx(sum(p.item() for p in parts.values()), rel=1e-6)
-
-
-def test_mhkd_without_teacher_heads_is_a_user_error():
-    shapes = {"stage1": (4, 8, 8)}
-    loss = MHKDLoss(context(shapes, shapes))
-    teacher = TeacherOutput(logits=torch.zeros(2, 5), cohort=[torch.zeros(2, 5)], features={})
-    out = ModelOutput(torch.zeros(2, 5), {"stage1": torch.randn(2, 4, 8, 8)})
-    with pytest.raises(UserError, match="teacher head"):
-        loss(out, teacher, SimpleNamespace(labels=torch.tensor([0, 1])))
+# ---- MHKD heads -----------------------------------------------------------------------------------------
 
 
 def test_mhkd_head_architecture():
     """3x3 conv to 256 + BN + ReLU, 3x3 conv 256 + BN + ReLU, pool, linear 256 + ReLU, linear to classes."""
-    heads = MHKDHeads({"stage1": (16, 8, 8), "stage2": (32, 4, 4)}, 7)
+    heads = MHKDHeads({"stage1": (16, 32, 32), "stage2": (32, 16, 16), "stage3": (64, 8, 8)}, 7)
     names = ["Conv2d", "BatchNorm2d", "ReLU"] * 2 + [
         "AdaptiveAvgPool2d",
         "Flatten",
@@ -194,44 +145,110 @@ def test_mhkd_head_architecture():
         "ReLU",
         "Linear",
     ]
+    assert heads.stage_names == ("stage1", "stage2") and len(heads) == 2  # none on the deepest stage
     for head, c in zip(heads.heads, (16, 32)):
         assert [type(m).__name__ for m in head] == names
         assert head[0].in_channels == c and head[0].kernel_size == (3, 3) and head[3].kernel_size == (3, 3)
+        assert head[0].bias is None and head[3].bias is None
+        assert (head[0].padding, head[3].padding) == ((0, 0), (0, 0))  # unpadded, as the original
         assert (head[0].out_channels, head[3].out_channels) == (256, 256)
         assert (head[8].in_features, head[8].out_features, head[10].out_features) == (256, 256, 7)
-    out = heads({"stage1": torch.randn(3, 16, 8, 8), "stage2": torch.randn(3, 32, 4, 4)})
+    out = heads({"stage1": torch.randn(3, 16, 32, 32), "stage2": torch.randn(3, 32, 16, 16)})
     assert [tuple(z.shape) for z in out] == [(3, 7), (3, 7)]
 
 
-@pytest.mark.parametrize("name, k", [("res110", 3), ("vgg11", 4)])
-def test_mhkd_heads_for_model(name, k):
+def test_mhkd_head_paddings_only_where_a_map_is_too_small():
+    # 5 and up: two unpadded convs fit; 4 and 3: the first is padded (the original's choice for res34's 4x4
+    # stage); 2 and 1: both are
+    assert {s: head_paddings(s) for s in (64, 32, 16, 8, 5, 4, 3, 2, 1)} == {
+        64: (0, 0),
+        32: (0, 0),
+        16: (0, 0),
+        8: (0, 0),
+        5: (0, 0),
+        4: (1, 0),
+        3: (1, 0),
+        2: (1, 1),
+        1: (1, 1),
+    }
+    for size in (5, 4, 3, 2, 1):  # every map leaves at least one position to pool
+        heads = MHKDHeads({"a": (3, size, size), "b": (3, 1, 1)}, 4)
+        assert heads({"a": torch.randn(2, 3, size, size)})[0].shape == (2, 4)
+
+
+@pytest.mark.parametrize(
+    "name, side, paddings",
+    [
+        ("res110", 32, [(0, 0), (0, 0)]),  # 32x32, 16x16
+        ("res8", 32, [(0, 0), (0, 0)]),
+        ("vgg11", 32, [(0, 0), (0, 0), (1, 0)]),  # 16x16, 8x8, 4x4
+        ("vgg11", 64, [(0, 0), (0, 0), (0, 0)]),  # Tiny-ImageNet: 32x32, 16x16, 8x8
+    ],
+)
+def test_mhkd_heads_for_model_skip_the_deepest_stage(name, side, paddings):
+    """The heads stage builds them through ``HEAD_KINDS["mhkd"].for_model`` with every mount point."""
     model = build_model(name, 10).train()
-    heads = MHKDHeads.for_model(model, 10, (3, 32, 32))
-    assert len(heads) == k and heads.stage_names == model.stage_names
+    heads = heads_class("mhkd").for_model(model, 10, (3, side, side))
+    assert heads.stage_names == model.stage_names[:-1] and len(heads) == len(model.stage_names) - 1
+    assert tuple(heads.feature_shapes) == model.stage_names  # every mount point, so it rebuilds the same
+    assert [(h[0].padding[0], h[3].padding[0]) for h in heads.heads] == paddings
     assert model.training  # the probe restored the flag
-    with torch.no_grad():
-        logits = heads(model(torch.randn(2, 3, 32, 32)).features)
-    assert [tuple(z.shape) for z in logits] == [(2, 10)] * k
+    rebuilt = MHKDHeads(heads.feature_shapes, 10)
+    rebuilt.load_state_dict(heads.state_dict())
+    if name != "res110":  # res110 only for its structure: its forward is slow on the CPU
+        with torch.no_grad():
+            logits = HeadsOnFrozen(lambda x: model.eval()(x), heads.eval())(torch.randn(2, 3, side, side))
+        assert [tuple(z.shape) for z in logits.heads] == [(2, 10)] * len(paddings)
 
 
-# ---- gradients through real models ----------------------------------------------------------------------
+def test_mhkd_student_heads_pair_with_teacher_heads_from_the_shallowest():
+    res8 = {"stage1": (16, 32, 32), "stage2": (32, 16, 16), "stage3": (64, 8, 8)}
+    res34 = {"stage1": (64, 32, 32), "stage2": (128, 16, 16), "stage3": (256, 8, 8), "stage4": (512, 4, 4)}
+    vgg = {"stage1": (64, 16, 16), "stage2": (128, 8, 8), "stage3": (256, 4, 4), "stage4": (512, 2, 2)}
+    loss = MHKDLoss(context(res8, res34))  # the teacher has 3 heads, the student 2: they meet heads 1-2
+    assert loss.heads.stage_names == ("stage1", "stage2") and loss.teacher_index == [0, 1]
+    loss = MHKDLoss(context(vgg, res8))  # a student deeper than its teacher heads only its paired stages
+    assert loss.heads.stage_names == ("stage1", "stage2") and loss.teacher_index == [0, 1]
+
+
+def test_mhkd_without_teacher_heads_is_a_user_error():
+    shapes = {"stage1": (4, 8, 8), "stage2": (4, 4, 4)}
+    loss = MHKDLoss(context(shapes, shapes))
+    teacher = TeacherOutput(logits=torch.zeros(2, 5), cohort=[torch.zeros(2, 5)], features={})
+    out = ModelOutput(
+        torch.zeros(2, 5), {"stage1": torch.randn(2, 4, 8, 8), "stage2": torch.randn(2, 4, 4, 4)}
+    )
+    with pytest.raises(UserError, match="teacher heads"):
+        loss(out, teacher, SimpleNamespace(labels=torch.tensor([0, 1])))
+
+
+# ---- gradients through real models, the teacher run with autograd on ------------------------------------
 
 
 def setup(loss_name: str, teacher_name: str, **settings):
-    """A res8 student, a frozen teacher run without gradient, the loss, and one batch's loss value."""
+    """A res8 student and a teacher (plus MHKD heads) run with autograd on and trainable parameters, as a
+    TeacherOutput: only the loss's own detaching can keep gradient from the teacher side."""
     torch.manual_seed(0)
     student, teacher = build_model("res8", 10).train(), build_model(teacher_name, 10).eval()
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
-    s_shapes = {k: tuple(v.shape[1:]) for k, v in student(x[:2]).features.items()}
-    with torch.no_grad():
-        t_out = teacher(x)
-        t_heads = MHKDHeads.for_model(teacher, 10).eval()(t_out.features) if loss_name == "mhkd" else []
-    t_shapes = {k: tuple(v.shape[1:]) for k, v in t_out.features.items()}
-    ctx = LossContext(10, 100, (3, 32, 32), s_shapes, student.stage_names, t_shapes, teacher.stage_names)
+    t_heads = heads_class("mhkd").for_model(teacher, 10).eval() if loss_name == "mhkd" else None
+    t_out = teacher(x)
+    head_logits = t_heads(t_out.features) if t_heads is not None else []
+    side = TeacherOutput(logits=t_out.logits, cohort=[*head_logits, t_out.logits], features=t_out.features)
+    assert side.logits.requires_grad and side.features["stage1"].requires_grad  # the check can fail
+    ctx = LossContext(
+        10,
+        100,
+        (3, 32, 32),
+        feature_shapes(student, (3, 32, 32)),
+        student.stage_names,
+        feature_shapes(teacher, (3, 32, 32)),
+        teacher.stage_names,
+    )
     loss = {"at": ATLoss, "hint": HintLoss, "mhkd": MHKDLoss}[loss_name](ctx, **settings)
-    t_side = TeacherOutput(logits=t_out.logits, cohort=[*t_heads, t_out.logits], features=t_out.features)
-    total, parts = loss(student(x), t_side, SimpleNamespace(labels=y, index=torch.arange(4)))
-    return student, teacher, loss, total, parts
+    total, parts = loss(student(x), side, SimpleNamespace(labels=y, index=torch.arange(4)))
+    frozen = [*teacher.parameters(), *(t_heads.parameters() if t_heads is not None else [])]
+    return student, frozen, loss, total, parts
 
 
 def nonzero_grad(p: nn.Parameter) -> bool:
@@ -241,13 +258,15 @@ def nonzero_grad(p: nn.Parameter) -> bool:
 CASES = [("at", {}), ("hint", {"hint": "stage2", "guided": "stage1"}), ("mhkd", {})]
 
 
+@pytest.mark.parametrize("teacher_name", ["res14", "res18"])
 @pytest.mark.parametrize("loss_name, settings", CASES, ids=[c[0] for c in CASES])
-def test_gradients_reach_student_and_loss_never_teacher(loss_name, settings):
-    student, teacher, loss, total, parts = setup(loss_name, "res14", **settings)
+def test_gradients_reach_student_and_loss_never_teacher(loss_name, settings, teacher_name):
+    student, frozen, loss, total, parts = setup(loss_name, teacher_name, **settings)
     feature_term = {"at": "at", "hint": "hint", "mhkd": "heads"}[loss_name]
     (g,) = torch.autograd.grad(parts[feature_term], student.stem[0].weight, retain_graph=True)
     assert g.abs().sum().item() > 0  # the feature term itself, not only CE, reaches the student's first layer
     total.backward()
+    assert all(p.grad is None for p in frozen)  # neither the teacher nor its heads
     assert nonzero_grad(student.stem[0].weight)
     if loss_name == "hint":  # only the student up to its guided layer learns in the hint stage
         assert student.classifier.weight.grad is None
@@ -257,21 +276,6 @@ def test_gradients_reach_student_and_loss_never_teacher(loss_name, settings):
     own = list(loss.parameters())
     assert bool(own) == (loss_name != "at")  # AT has nothing to learn; the regressor and student heads do
     assert all(p.grad is not None for p in own) and (not own or any(nonzero_grad(p) for p in own))
-    assert all(p.grad is None for p in teacher.parameters())
     assert torch.isfinite(total) and total.item() == pytest.approx(
         sum(p.item() for p in parts.values()), rel=1e-6
     )
-
-
-@pytest.mark.parametrize(
-    "loss_name, settings", [("at", {}), ("hint", {}), ("mhkd", {})], ids=["at", "hint", "mhkd"]
-)
-def test_unequal_stage_counts(loss_name, settings):
-    """res8 (3 stages) under res18 (4 stages): the shallowest three pair up, with no shape errors."""
-    student, _, loss, total, _ = setup(loss_name, "res18", **settings)
-    if loss_name == "at":
-        assert loss.pairs == [("stage1", "stage1"), ("stage2", "stage2"), ("stage3", "stage3")]
-    if loss_name == "mhkd":
-        assert loss.teacher_index == [0, 1, 2]
-    total.backward()
-    assert torch.isfinite(total) and nonzero_grad(student.stem[0].weight)
