@@ -5,8 +5,9 @@ The references: the *seed-style* loop (the original code's: torchvision's DataLo
 transforms, the frozen teacher run with autograd on so the backward pass also runs through it, each head
 evaluated twice) and the *careful plain* loop (the same DataLoader; teacher and heads once, under no_grad).
 Every loop does the whole training step (forward, loss, backward, SGD step); the student loops use
-``DIHLoss``, and a last stage times every method's student step with its own loss and teacher side. Weights are untrained (speed does not depend on them), but the teacher's batch-norm statistics
-come from a few batches, so its activations have realistic magnitudes.
+``DIHLoss``; a last stage times every method's student step with its own loss and teacher side. Weights
+are untrained (speed does not depend on them), but the teacher's batch-norm statistics come from a few
+batches, so its activations have realistic magnitudes.
 """
 
 import argparse
