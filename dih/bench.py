@@ -88,6 +88,8 @@ class Bench:
         cuda = self.device.type == "cuda"
         self.fp32 = Speed(channels_last=cuda)
         self.bf16 = Speed(autocast=bf16_checked(self.device.type), channels_last=cuda)
+        # What the "bf16" rows run: bf16 where `auto` turns it on for this device, else say they run fp32.
+        self.bf16_name = "bf16" if self.bf16.autocast else "bf16 auto (off here, so fp32)"
         self.teacher = calibrated(self.model(args.teacher), next(self.loader(256).epoch(1)).images)
         self.heads = LinearHeads.for_model(self.teacher, args.classes)
         self.student = self.model(args.student)
@@ -138,7 +140,7 @@ def heads_rows(b: Bench) -> list[Row]:
         SEED: reference_heads_loop(*b.copies(b.teacher, b.heads), b.pil(), seed_style=True),
         PLAIN: reference_heads_loop(*b.copies(b.teacher, b.heads), b.pil(), seed_style=False),
     }
-    for label, speed in (("fp32", b.fp32), ("bf16", b.bf16)):
+    for label, speed in (("fp32", b.fp32), (b.bf16_name, b.bf16)):
         task = Task(HeadsOnFrozen(b.side(speed, heads=False), *b.copies(b.heads)), HeadsLoss())
         loops[f"Task (heads), {label} teacher side"] = task_loop(task, b.loader())
     return [Row("heads (DIH linear)", loop, rate, SEED, PLAIN) for loop, rate in b.timed(loops).items()]
@@ -171,14 +173,14 @@ def student_rows(b: Bench, cache_dir: Path) -> list[Row]:
         Task(*b.copies(b.student), DIHLoss(), b.side(speed), cache), b.loader(n=n)
     )
     loops["Task (DIH), live fp32 teacher side"] = distill(b.fp32)
-    loops["Task (DIH), live bf16 teacher side"] = distill(b.bf16)
+    loops[f"Task (DIH), live {b.bf16_name} teacher side"] = distill(b.bf16)
     if a.compile:
         compiled = Speed(b.bf16.autocast, b.bf16.channels_last, compile=True)
-        loops["Task (DIH), live bf16 teacher side, torch.compile"] = distill(compiled)
+        loops[f"Task (DIH), live {b.bf16_name} teacher side, torch.compile"] = distill(compiled)
     loops[f"Task (DIH), cohort cache ({n} images)"] = distill(b.bf16, cache, n)
     stage = f"DIH student ({a.teacher} -> {a.student})"
     rows = [Row(stage, loop, rate, SEED, PLAIN) for loop, rate in b.timed(loops).items()]
-    build = f"cohort cache build, bf16 (images x {cohort_cache.num_variants(PAD)} variants / s)"
+    build = f"cohort cache build, {b.bf16_name} (images x {cohort_cache.num_variants(PAD)} variants / s)"
     return rows + [Row(stage, build, build_rate)]
 
 

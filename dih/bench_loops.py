@@ -5,7 +5,6 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +15,7 @@ from torchvision import transforms
 
 from dih.data.loader import DeviceLoader
 from dih.engine import Recipe
-from dih.losses import DIHLoss
 from dih.models import LinearHeads
-from dih.models.teacher_side import TeacherOutput
 
 Step = Callable[[], int]  # one training (or loading) step; returns how many images it processed
 
@@ -151,9 +148,19 @@ def reference_heads_loop(teacher: nn.Module, heads: LinearHeads, batches: Iterat
     return step
 
 
+def original_dih_loss(s: torch.Tensor, cohort: list[torch.Tensor], y: torch.Tensor, a=0.1, t=5.0):
+    """The original's loss: one ``kd_loss`` per classifier, summed, with nothing detached, so where the
+    cohort came with autograd on, the backward pass runs on through the teacher (as the original's did)."""
+    total = 0.0
+    for z in cohort:
+        kl = F.kl_div(F.log_softmax(s / t, 1), F.softmax(z / t, 1), reduction="batchmean")
+        total = total + kl * a * t * t + (1 - a) * F.cross_entropy(s, y)
+    return total
+
+
 def reference_student_loop(teacher, heads, student, batches: Iterator, seed_style: bool) -> Step:
     """The DIH student by hand: the cohort (heads, then the teacher's logits) from ``teacher_pass``."""
-    optimizer, loss = sgd(student.train()), DIHLoss()
+    optimizer = sgd(student.train())
     teacher.eval().requires_grad_(seed_style)
     heads.requires_grad_(seed_style)
 
@@ -161,9 +168,7 @@ def reference_student_loop(teacher, heads, student, batches: Iterator, seed_styl
         x, y = next(batches)
         with torch.set_grad_enabled(seed_style):
             out, head_logits = teacher_pass(teacher, heads, x, seed_style)
-        cohort = [*head_logits, out.logits]
-        total, _ = loss(student(x), TeacherOutput(cohort[-1], cohort, {}), SimpleNamespace(labels=y))
-        update(optimizer, total)
+        update(optimizer, original_dih_loss(student(x).logits, [*head_logits, out.logits], y))
         return len(y)
 
     return step
