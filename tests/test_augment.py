@@ -7,6 +7,7 @@ import torch
 from torchvision.transforms import functional as TF
 
 from dih.data import NORMALIZATION
+from dih.data import loader as loader_module
 from dih.data.loader import Batch, DeviceLoader, augment, normalize
 
 PAD = 4
@@ -103,6 +104,26 @@ def test_batches_are_augmented_and_normalised_images_of_their_index():
         raw = augment(loader.images[b.index], b.shifts, b.flips, PAD)
         assert torch.equal(b.images, normalize(raw, loader.mean, loader.std))
         assert torch.equal(b.labels, loader.labels[b.index])
+
+
+def test_prepared_constants_give_the_same_batches_bit_for_bit():
+    """The loader builds its mean/std tensors once (no per-batch copy from Python); its batches are, bit for
+    bit, the float32 formula with the constants made from the tuples as each batch did before, so the
+    loader's VERSION (in every key) stays."""
+    assert loader_module.VERSION == 1
+    for train in (True, False):
+        loader = _loader(n=100, batch_size=32, train=train)
+        assert loader.mean_t.shape == (1, 3, 1, 1) and loader.mean_t.device == loader.device
+        for b in loader.epoch(3):
+            raw = loader.images[b.index]
+            if train:
+                raw = augment(raw, b.shifts, b.flips, PAD)
+            mean = torch.tensor(loader.mean, dtype=torch.float32).view(1, -1, 1, 1)
+            std = torch.tensor(loader.std, dtype=torch.float32).view(1, -1, 1, 1)
+            before = (raw.to(torch.float32).div_(255.0).sub_(mean)).div_(std)
+            assert torch.equal(b.images, before)
+            assert torch.equal(normalize(raw, loader.mean_t, loader.std_t), before)
+            assert torch.equal(normalize(raw, list(loader.mean), list(loader.std)), before)
 
 
 def test_same_seed_and_epoch_identical_other_epoch_or_seed_different():

@@ -52,10 +52,27 @@ def augment(images_u8: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, 
     return torch.where(flips, out.flip(3), out)
 
 
-def normalize(images_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 [B, C, H, W] -> float32 (x / 255 - mean) / std per channel."""
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images_u8.device).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=images_u8.device).view(1, -1, 1, 1)
+def channel_stats(mean: Sequence[float] | torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Per-channel constants as float32 [1, C, 1, 1] on `device`: what ``normalize`` broadcasts against.
+
+    A tensor already so shaped and placed is returned as it is, so a caller that prepares its constants once
+    (the DeviceLoader) makes no tensor from Python data, and no host-device copy, per batch.
+    """
+    return torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+
+def normalize(
+    images_u8: torch.Tensor,
+    mean: Sequence[float] | torch.Tensor,
+    std: Sequence[float] | torch.Tensor,
+) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> float32 (x / 255 - mean) / std per channel.
+
+    ``mean`` and ``std`` are sequences of floats or tensors (e.g. from ``channel_stats``); the same floats
+    give the same float32 constants either way, so the result is identical.
+    """
+    mean_t = channel_stats(mean, images_u8.device)
+    std_t = channel_stats(std, images_u8.device)
     return (images_u8.to(torch.float32).div_(255.0).sub_(mean_t)).div_(std_t)
 
 
@@ -95,6 +112,9 @@ class DeviceLoader:
         self.labels = labels.to(self.device, torch.int64)
         self.batch_size = int(batch_size)
         self.mean, self.std = tuple(mean), tuple(std)
+        # made once, on the device: building them from the tuples per batch was a host-to-device copy (a
+        # synchronisation on CUDA) in every step
+        self.mean_t, self.std_t = channel_stats(self.mean, self.device), channel_stats(self.std, self.device)
         self.train, self.seed, self.pad = bool(train), int(seed), int(pad)
 
     @property
@@ -127,7 +147,7 @@ class DeviceLoader:
             if self.train:
                 x = augment(x, sh, fl, self.pad)
             yield Batch(
-                images=normalize(x, self.mean, self.std),
+                images=normalize(x, self.mean_t, self.std_t),
                 labels=self.labels[idx],
                 index=idx,
                 shifts=sh,
