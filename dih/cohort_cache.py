@@ -92,17 +92,98 @@ def build(
     return {"shape": list(shape), "pad": pad}
 
 
-class CohortCache:
-    """Reads the cohort's logits for a batch's exact images and augmentations from a cache artifact."""
+def free_bytes(device: torch.device) -> int:
+    """Memory free for the cache on `device`: the GPU's free memory on CUDA, else the host's available
+    memory (``MemAvailable``; 0 where it cannot be read, so the cache stays memory-mapped)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return host_available_bytes()
 
-    def __init__(self, artifact: Artifact, device: torch.device):
-        self.array = np.load(artifact.path / CACHE_FILE, mmap_mode="r")
+
+def host_available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class CohortCache:
+    """Reads the cohort's logits for a batch's exact images and augmentations from a cache artifact.
+
+    Where the whole array fits in ``device_share`` of the device's free memory (the runtime setting
+    ``teacher_side.cache_device_share``), it is loaded there once as a float16 tensor and each batch's rows
+    are gathered on the device with the batch's own index tensors: no host-device synchronisation in the
+    step. Otherwise it is held in host memory (pinned where CUDA is available; memory-mapped when it does
+    not fit in the host's memory either) and gathered there per batch, copied to the device without
+    blocking. Either way the rows are the stored float16 values, returned as float32.
+    """
+
+    def __init__(
+        self, artifact: Artifact, device: torch.device, *, device_share: float = 0.5, chunk: int = 256
+    ):
+        # copy-on-write mapping: writable for torch.from_numpy, never written back (the file stays verified)
+        mapped = np.load(artifact.path / CACHE_FILE, mmap_mode="c")
         self.pad = artifact.load()["pad"]
-        self.device = device
+        self.device = torch.device(device)
+        self.shape = tuple(mapped.shape)
+        size = int(mapped.nbytes)
+        self.on_device = size <= device_share * free_bytes(self.device)
+        if self.on_device:
+            self.table = _load(mapped, self.device, pin=False, chunk=chunk)
+        else:
+            pin = torch.cuda.is_available()
+            in_host = self.device.type != "cpu" and size <= device_share * host_available_bytes()
+            self.table = (
+                _load(mapped, torch.device("cpu"), pin=pin, chunk=chunk)
+                if in_host
+                else torch.from_numpy(mapped)
+            )
+            self._rows = self.table.view(-1, *self.shape[2:])  # [images x variants, classifiers, classes]
+            self._staging = self._pinned(0) if pin else None
+        log.info(
+            "cohort cache %s float16 (%.2f GiB) %s",
+            "x".join(map(str, self.shape)),
+            size / 2**30,
+            f"on {self.device}" if self.on_device else "in host memory, gathered per batch",
+        )
 
     def __call__(self, batch: Batch) -> TeacherOutput:
-        index = batch.index.cpu().numpy()
-        variant = variant_index(batch.shifts, batch.flips, self.pad).cpu().numpy()
-        logits = torch.from_numpy(np.ascontiguousarray(self.array[index, variant])).to(self.device).float()
+        if self.on_device:
+            variant = variant_index(batch.shifts, batch.flips, self.pad)
+            logits = self.table[batch.index, variant].float()
+        else:
+            logits = self._gather_on_host(batch).to(self.device, non_blocking=True).float()
         cohort = list(logits.unbind(1))
         return TeacherOutput(logits=cohort[-1], cohort=cohort, features={})
+
+    def _pinned(self, rows: int) -> Tensor:
+        return torch.empty(rows, *self.shape[2:], dtype=torch.float16, pin_memory=True)
+
+    def _gather_on_host(self, batch: Batch) -> Tensor:
+        """The batch's rows gathered on the host, into pinned memory where CUDA is available. Reading the
+        batch's index back synchronises with the device, so the previous batch's copy out of the staging
+        buffer has finished before it is overwritten."""
+        index, shifts, flips = batch.index.cpu(), batch.shifts.cpu(), batch.flips.cpu()
+        rows = index * self.shape[1] + variant_index(shifts, flips, self.pad)
+        if self._staging is None:
+            return self._rows.index_select(0, rows)
+        if len(self._staging) < len(rows):
+            self._staging = self._pinned(len(rows))
+        out = self._staging[: len(rows)]
+        torch.index_select(self._rows, 0, rows, out=out)
+        return out
+
+
+def _load(mapped: np.ndarray, device: torch.device, *, pin: bool, chunk: int) -> Tensor:
+    """The whole array as a float16 tensor on `device` (pinned if asked), read from disk in chunks of
+    images, so no second whole copy is ever held on the host."""
+    table = torch.empty(mapped.shape, dtype=torch.float16, device=device, pin_memory=pin)
+    for start in range(0, len(mapped), chunk):
+        table[start : start + chunk].copy_(
+            torch.from_numpy(np.ascontiguousarray(mapped[start : start + chunk]))
+        )
+    return table

@@ -342,6 +342,7 @@ SCHEMA: dict = {
         "channels_last": AUTO_OR_BOOL,
         "compile": Flag(),
         "cache": AUTO_OR_BOOL,
+        "cache_device_share": Number(0, 1),
     },
     "artifacts": {"root": Text(), "on_corrupt": Choice(["rebuild", "refuse"])},
 }

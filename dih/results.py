@@ -41,6 +41,7 @@ IGNORED = (
     "trainer.eval_batch_size",
     "teacher_side.channels_last",
     "teacher_side.compile",
+    "teacher_side.cache_device_share",
     "dataset.name",
     "teacher.name",
     "student.name",

@@ -73,14 +73,16 @@ def planned_device_type(name: str) -> str:
 @dataclass
 class Runtime:
     """Where and how a run's stages build: the device, evaluation batch size, progress display, the
-    teacher side's layout and compilation, and the metric hook. None of it changes what a stage produces,
-    so none of it is in a key; the loaded data sets are kept for the run's later stages."""
+    teacher side's layout and compilation, where the cohort cache is held, and the metric hook. None of it
+    changes what a stage produces, so none of it is in a key; the loaded data sets are kept for the run's
+    later stages."""
 
     device: torch.device
     eval_batch_size: int = 512
     progress: bool | None = None
     channels_last: bool = False
     compile: bool = False
+    cache_device_share: float = 0.5  # the share of the device's free memory the cohort cache may take
     on_epoch: Callable[[dict], None] = field(default=lambda line: None)
     loaded: dict[str, ImageData] = field(default_factory=dict)
 

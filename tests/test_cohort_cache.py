@@ -43,7 +43,7 @@ def test_cached_logits_match_the_live_teacher(tmp_path):
     assert built and (artifact.path / "cohort.npy").exists()
     assert artifact.meta["files"]["cohort.npy"], "the cache file is checksummed like any payload"
     cache = CohortCache(artifact, torch.device("cpu"))
-    assert cache.array.shape == (6, 162, 4, 5)
+    assert cache.table.shape == (6, 162, 4, 5)
 
     loader = DeviceLoader(images, labels, batch_size=4, mean=MEAN, std=STD, device="cpu", train=True, seed=3)
     loss = DIHLoss()
@@ -72,9 +72,7 @@ def test_cache_entry_is_the_teacher_on_that_exact_view(tmp_path):
     for i, v in ((0, 0), (1, 81), (2, 161), (2, 40)):
         view = augment(images[i : i + 1], shifts[v : v + 1], flips[v : v + 1], 4)
         expected = torch.stack(side(normalize(view, MEAN, STD)).cohort, 1)[0]
-        torch.testing.assert_close(
-            torch.from_numpy(np.array(cache.array[i, v])).float(), expected, rtol=2e-3, atol=2e-3
-        )
+        torch.testing.assert_close(cache.table[i, v].float(), expected, rtol=2e-3, atol=2e-3)
 
 
 def test_killed_build_resumes_where_it_stopped(tmp_path):
@@ -109,3 +107,35 @@ def test_killed_build_resumes_where_it_stopped(tmp_path):
     a = np.load(whole / "files" / "cohort.npy")
     b = np.load(parts / "files" / "cohort.npy")
     assert np.array_equal(a, b)
+
+
+def _built_cache(tmp_path, n=7):
+    side = small_side()
+    g = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 5, (n,), generator=g)
+    store = ArtifactStore(tmp_path)
+    artifact, _ = store.get_or_build("cohort-g", {}, lambda w: (build(side, images, MEAN, STD, 4, w), {}))
+    loader = DeviceLoader(images, labels, batch_size=3, mean=MEAN, std=STD, device="cpu", train=True, seed=6)
+    return artifact, loader
+
+
+def test_device_and_host_gathers_equal_the_memory_mapped_rows_exactly(tmp_path):
+    """Loaded whole (the device path: on the CPU, a float16 tensor in memory) or left memory-mapped (the host
+    path, ``device_share=0``), every batch's rows are the stored float16 values as float32, bit for bit."""
+    artifact, loader = _built_cache(tmp_path)
+    mapped = np.load(artifact.path / "cohort.npy", mmap_mode="r")
+    on_device = CohortCache(artifact, torch.device("cpu"))
+    on_host = CohortCache(artifact, torch.device("cpu"), device_share=0.0)
+    assert on_device.on_device and not on_host.on_device
+    assert on_device.table.dtype == torch.float16 and on_device.table.shape == mapped.shape
+    for epoch in (1, 2):
+        for batch in loader.epoch(epoch):
+            variant = variant_index(batch.shifts, batch.flips, 4).numpy()
+            expected = torch.from_numpy(np.ascontiguousarray(mapped[batch.index.numpy(), variant])).float()
+            for cache in (on_device, on_host):
+                out = cache(batch)
+                got = torch.stack(out.cohort, 1)
+                assert got.dtype == torch.float32 and torch.equal(got, expected)
+                assert torch.equal(out.logits, expected[:, -1])
+    assert np.array_equal(np.load(artifact.path / "cohort.npy"), mapped), "the file is never written"

@@ -17,7 +17,11 @@ VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 def build(spec: DistillSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dict, dict]:
     data = rt.data(spec.data)
     side = teacher_side(upstream, rt, spec.bf16)
-    cache = CohortCache(upstream["cohort"], rt.device) if "cohort" in upstream else None
+    cache = (
+        CohortCache(upstream["cohort"], rt.device, device_share=rt.cache_device_share)
+        if "cohort" in upstream
+        else None
+    )
     # after loading: a student's initial weights (and its loss's) are the same whatever teaches it, live or
     # from the cache
     seed_everything(spec.seed)
