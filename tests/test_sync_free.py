@@ -17,6 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from dih.artifacts import ArtifactStore
 from dih.cohort_cache import CohortCache, build
 from dih.data.loader import DeviceLoader
+from dih.engine import Task
+from dih.losses import DIHLoss
 from dih.models import LinearHeads, build_model
 from dih.models.teacher_side import TeacherSide
 
@@ -100,7 +102,11 @@ def test_cached_teacher_output_is_gathered_sync_free(tmp_path):
     cache = CohortCache(artifact, torch.device("cpu"))
     assert cache.on_device, "on the CPU the whole array in memory is the device path"
     loader = DeviceLoader(images, torch.arange(5), batch_size=4, mean=MEAN, std=STD, device="cpu", train=True)
+    task = Task(build_model("res8", 5), DIHLoss(), side, cache)
     for batch in loader.epoch(1):
         out, names = run_instrumented(lambda b=batch: cache(b))
         assert_sync_free(names)
         assert len(out.cohort) == 4 and out.logits.dtype == torch.float32
+        # and the whole DIH student step on it, backward included
+        _, names = run_instrumented(lambda b=batch: task.step(b).loss.backward())
+        assert_sync_free(names)
