@@ -10,6 +10,7 @@ key; a student stage then looks up exactly the variant its loader drew instead o
 import json
 import logging
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from dih import atomic
 from dih.artifacts import FILES, Artifact
-from dih.data.loader import Batch, augment, normalize
+from dih.data.loader import Batch, EpochPlan, augment, normalize
 from dih.errors import UserError
 from dih.models.teacher_side import TeacherOutput, TeacherSide
 
@@ -118,8 +119,9 @@ class CohortCache:
     ``teacher_side.cache_device_share``), it is loaded there once as a float16 tensor and each batch's rows
     are gathered on the device with the batch's own index tensors: no host-device synchronisation in the
     step. Otherwise it is held in host memory (pinned where CUDA is available; memory-mapped when it does
-    not fit in the host's memory either) and gathered there per batch, copied to the device without
-    blocking. Either way the rows are the stored float16 values, returned as float32.
+    not fit in the host's memory either) and gathered there per batch, the next batch's rows ahead in a
+    worker thread, and copied to the device without blocking. Either way the rows are the stored float16
+    values, returned as float32.
     """
 
     def __init__(
@@ -143,7 +145,9 @@ class CohortCache:
                 else torch.from_numpy(mapped)
             )
             self._rows = self.table.view(-1, *self.shape[2:])  # [images x variants, classifiers, classes]
-            self._staging = self._pinned(0) if pin else None
+            self._pin = pin
+            self._ahead: tuple[EpochPlan, int, Future] | None = None  # the next batch's rows, being gathered
+            self._worker: ThreadPoolExecutor | None = None
         log.info(
             "cohort cache %s float16 (%.2f GiB) %s",
             "x".join(map(str, self.shape)),
@@ -160,22 +164,36 @@ class CohortCache:
         cohort = list(logits.unbind(1))
         return TeacherOutput(logits=cohort[-1], cohort=cohort, features={})
 
-    def _pinned(self, rows: int) -> Tensor:
-        return torch.empty(rows, *self.shape[2:], dtype=torch.float16, pin_memory=True)
-
     def _gather_on_host(self, batch: Batch) -> Tensor:
-        """The batch's rows gathered on the host, into pinned memory where CUDA is available. Reading the
-        batch's index back synchronises with the device, so the previous batch's copy out of the staging
-        buffer has finished before it is overwritten."""
-        index, shifts, flips = batch.index.cpu(), batch.shifts.cpu(), batch.flips.cpu()
+        """The batch's rows, gathered on the host (into pinned memory where CUDA is available). A loader's
+        batch carries its epoch's draws on the host: its rows were gathered ahead, in a worker thread, while
+        the previous step ran, and the next batch's are started now, with no read-back from the device. A
+        batch without them (made elsewhere) reads its index back: one synchronisation."""
+        plan = batch.plan
+        if plan is None:
+            return self._gather(batch.index.cpu(), batch.shifts.cpu(), batch.flips.cpu())
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] is plan and ahead[1] == batch.start:
+            rows = ahead[2].result()
+        else:
+            rows = self._gather_planned(plan, batch.start)
+        following = batch.start + plan.batch_size
+        if following < len(plan.order):
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="cohort-cache")
+            self._ahead = (plan, following, self._worker.submit(self._gather_planned, plan, following))
+        return rows
+
+    def _gather_planned(self, plan: EpochPlan, start: int) -> Tensor:
+        end = start + plan.batch_size
+        return self._gather(plan.order[start:end], plan.shifts[start:end], plan.flips[start:end])
+
+    def _gather(self, index: Tensor, shifts: Tensor, flips: Tensor) -> Tensor:
+        """Rows ``[index, variant]`` of the host table, host tensors in. Each gather gets its own pinned
+        block; the caching host allocator does not hand it out again before its copy to the device is done."""
         rows = index * self.shape[1] + variant_index(shifts, flips, self.pad)
-        if self._staging is None:
-            return self._rows.index_select(0, rows)
-        if len(self._staging) < len(rows):
-            self._staging = self._pinned(len(rows))
-        out = self._staging[: len(rows)]
-        torch.index_select(self._rows, 0, rows, out=out)
-        return out
+        out = torch.empty(len(rows), *self.shape[2:], dtype=torch.float16, pin_memory=self._pin)
+        return torch.index_select(self._rows, 0, rows, out=out)
 
 
 def _load(mapped: np.ndarray, device: torch.device, *, pin: bool, chunk: int) -> Tensor:

@@ -1,6 +1,7 @@
 """The cohort-output cache: one entry per augmentation variant, read back for exactly the variant drawn,
 matching the live teacher side within float16 rounding."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -139,3 +140,28 @@ def test_device_and_host_gathers_equal_the_memory_mapped_rows_exactly(tmp_path):
                 assert got.dtype == torch.float32 and torch.equal(got, expected)
                 assert torch.equal(out.logits, expected[:, -1])
     assert np.array_equal(np.load(artifact.path / "cohort.npy"), mapped), "the file is never written"
+
+
+def test_host_path_gathers_the_next_batch_ahead_and_any_batch_exactly(tmp_path):
+    """On the host path a loader's batch carries its epoch's draws: the next batch's rows are gathered ahead
+    (and used when that batch comes); batches out of order, or made without the draws, still get their own
+    rows exactly."""
+    artifact, loader = _built_cache(tmp_path)
+    mapped = np.load(artifact.path / "cohort.npy", mmap_mode="r")
+    cache = CohortCache(artifact, torch.device("cpu"), device_share=0.0)
+
+    def expected(batch):
+        variant = variant_index(batch.shifts, batch.flips, 4).numpy()
+        return torch.from_numpy(np.ascontiguousarray(mapped[batch.index.numpy(), variant])).float()
+
+    batches = list(loader.epoch(4))
+    assert len(batches) == 3
+    got = torch.stack(cache(batches[0]).cohort, 1)
+    assert torch.equal(got, expected(batches[0]))
+    plan, start, _ = cache._ahead
+    assert plan is batches[1].plan and start == batches[1].start == 3, "the next batch is being gathered"
+    for batch in (batches[1], batches[2], batches[0], batches[2]):  # in order, then out of it
+        assert torch.equal(torch.stack(cache(batch).cohort, 1), expected(batch))
+    assert cache._ahead is None or cache._ahead[1] == 3
+    bare = dataclasses.replace(batches[1], plan=None)
+    assert torch.equal(torch.stack(cache(bare).cohort, 1), expected(batches[1]))

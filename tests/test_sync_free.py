@@ -1,11 +1,12 @@
 """The training step makes no host-device synchronisation: the loader's batches and the cohort cache's
-device-path gather, instrumented on the CPU. Every aten op they run is recorded (a TorchDispatchMode):
-none may read a tensor's value back to Python (``_local_scalar_dense``: ``.item()``, ``bool()``) or make a
-tensor from Python data (``lift_fresh``: ``torch.tensor``/``as_tensor`` of a list), which on CUDA is a
-blocking copy. ``.cpu()``, ``.numpy()``, ``.tolist()`` and ``.item()`` are refused outright while it runs
-(``.numpy()`` is no aten op, and ``.cpu()`` of a CPU tensor is none either, so they are caught by name).
-Both checks fail on the code before issue 10 (per-batch constants from tuples in ``normalize``; the
-cache's ``.cpu().numpy()`` of the batch's index and variants)."""
+gather (device path, and host path from the epoch's draws), instrumented on the CPU. Every aten op they
+run is recorded (a TorchDispatchMode): none may read a tensor's value back to Python
+(``_local_scalar_dense``: ``.item()``, ``bool()``) or make a tensor from Python data (``lift_fresh``:
+``torch.tensor``/``as_tensor`` of a list), which on CUDA is a blocking copy. ``.cpu()``, ``.numpy()``,
+``.tolist()`` and ``.item()`` are refused outright while it runs (``.numpy()`` is no aten op, and
+``.cpu()`` of a CPU tensor is none either, so they are caught by name). Both checks fail on the code
+before issue 10 (per-batch constants from tuples in ``normalize``; the cache's ``.cpu().numpy()`` of the
+batch's index and variants)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,10 +104,14 @@ def test_cached_teacher_output_is_gathered_sync_free(tmp_path):
     assert cache.on_device, "on the CPU the whole array in memory is the device path"
     loader = DeviceLoader(images, torch.arange(5), batch_size=4, mean=MEAN, std=STD, device="cpu", train=True)
     task = Task(build_model("res8", 5), DIHLoss(), side, cache)
+    on_host = CohortCache(artifact, torch.device("cpu"), device_share=0.0)
     for batch in loader.epoch(1):
         out, names = run_instrumented(lambda b=batch: cache(b))
         assert_sync_free(names)
         assert len(out.cohort) == 4 and out.logits.dtype == torch.float32
+        # the host path, given the epoch's draws, reads nothing back from the device either
+        _, names = run_instrumented(lambda b=batch: on_host(b))
+        assert_sync_free(names)
         # and the whole DIH student step on it, backward included
         _, names = run_instrumented(lambda b=batch: task.step(b).loss.backward())
         assert_sync_free(names)

@@ -14,6 +14,17 @@ import torch.nn.functional as F
 VERSION = 1
 
 
+@dataclass(frozen=True, eq=False)
+class EpochPlan:
+    """An epoch's draws, on the host, as the loader made them at the epoch's start: what a reader of the
+    batches can look ahead with (the cohort cache's host path gathers the next batch's rows early)."""
+
+    order: torch.Tensor  # int64 [N]
+    shifts: torch.Tensor  # int64 [N, 2]
+    flips: torch.Tensor  # bool [N]
+    batch_size: int
+
+
 @dataclass
 class Batch:
     """One batch: normalised images, labels, their positions in the split, and the augmentation used."""
@@ -24,6 +35,8 @@ class Batch:
     shifts: torch.Tensor  # int64 [B, 2], crop offset (dy, dx) in [-pad, pad]; 0 = centred
     flips: torch.Tensor  # bool [B], horizontally flipped
     epoch: int = 0  # the 1-based training epoch it belongs to (0: evaluation); a loss may depend on it (TOFD)
+    plan: EpochPlan | None = None  # its epoch's draws on the host; the batch is plan[start : start + size]
+    start: int = 0
 
 
 def crop_batch(
@@ -139,7 +152,8 @@ class DeviceLoader:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of epoch `epoch`: shuffled and augmented when training, else in order and plain."""
-        order, shifts, flips = (t.to(self.device) for t in self._plan(epoch))
+        plan = EpochPlan(*self._plan(epoch), batch_size=self.batch_size)
+        order, shifts, flips = (t.to(self.device) for t in (plan.order, plan.shifts, plan.flips))
         for start in range(0, self.num_samples, self.batch_size):
             idx = order[start : start + self.batch_size]
             sh, fl = shifts[start : start + self.batch_size], flips[start : start + self.batch_size]
@@ -153,4 +167,6 @@ class DeviceLoader:
                 shifts=sh,
                 flips=fl,
                 epoch=epoch if self.train else 0,
+                plan=plan,
+                start=start,
             )
