@@ -75,7 +75,12 @@ def apply_determinism(device_type: str, deterministic: bool) -> dict[str, Any]:
     for name, value in settings.items():
         _SETTERS[name](value)
     if settings:
-        log.info("%s kernels (trainer.deterministic=%s)", device_type, str(deterministic).lower())
+        log.info(
+            "CUDA: %s",
+            "deterministic kernels, TF32 off (trainer.deterministic=true)"
+            if deterministic
+            else "cuDNN autotuning and TF32 on, not reproducible (trainer.deterministic=false)",
+        )
     return settings
 
 
