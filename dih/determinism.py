@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 
 # cuBLAS picks its reduction split by workspace: a fixed workspace configuration makes its GEMMs
 # deterministic (NVIDIA's cuBLAS docs, "Results reproducibility"; with deterministic algorithms on, torch
-# raises at a cuBLAS call without it). cuBLAS reads it when a handle's workspace is created, i.e. at the
-# first cuBLAS call on a device, so it is set before any model is built. A value already in the environment
-# (``:16:8`` is the other valid one) is kept.
+# raises at a cuBLAS call without it). torch reads the workspace size once per process, at its first
+# cuBLAS call (``at::cuda::getChosenWorkspaceSize``), so it is set before any model is built, and on CUDA
+# with ``trainer.deterministic=false`` too: a process that runs several runs (Hydra's basic launcher) then
+# has it whichever run comes first. A value already in the environment (``:16:8`` is the other valid one)
+# is kept.
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 
 
@@ -60,6 +62,7 @@ def determinism_settings(device_type: str, deterministic: bool) -> dict[str, Any
             "torch.backends.cudnn.allow_tf32": False,
         }
     return {
+        "env.CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE_CONFIG,
         "torch.backends.cudnn.deterministic": False,
         "torch.backends.cudnn.benchmark": True,
         "torch.use_deterministic_algorithms": False,
