@@ -331,6 +331,7 @@ SCHEMA: dict = {
         "batch_size": COUNT,
         "eval_batch_size": COUNT,
         "progress": Nullable(Flag()),
+        "deterministic": Flag(),
         "hint_epochs": COUNT,
     },
     "logger": LOGGERS,

@@ -4,7 +4,9 @@ A stage hands the engine a ``Task``: the modules that learn, how a batch becomes
 classifiers to evaluate. Every random draw of epoch ``e`` (shuffle, crops, flips, a loss's negative
 samples) comes from generators seeded by ``(seed, e)``, and the checkpoint written after each epoch holds
 the learners, optimiser and schedule, so a stage killed anywhere and started again ends with exactly the
-weights of one that never stopped.
+weights of one that never stopped: on the same device model, software versions and (on CPU) thread count,
+with deterministic kernels on CUDA (dih/determinism.py). The checkpoint records those; resuming elsewhere
+warns that the bits will differ.
 """
 
 import json
@@ -23,6 +25,7 @@ from tqdm import tqdm
 from dih import atomic
 from dih.data import ImageData
 from dih.data.loader import Batch, DeviceLoader, epoch_seed
+from dih.determinism import differences, environment
 from dih.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -183,7 +186,7 @@ def fit(
         weight_decay=recipe.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, recipe.milestones, recipe.gamma)
-    history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage)
+    history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage, device)
     show_bar = sys.stderr.isatty() if progress is None else progress
 
     for epoch in range(len(history) + 1, recipe.epochs + 1):
@@ -198,7 +201,7 @@ def fit(
         line["time/epoch_s"] = round(time.perf_counter() - started, 3)
         line["time/images_per_s"] = round(train.num_samples / train_seconds, 1)
         history.append(line)
-        _save(work_dir, task, optimizer, schedule, history)
+        _save(work_dir, task, optimizer, schedule, history, device)
         on_epoch(line)
         log.info("%s epoch %d/%d  %s", stage, epoch, recipe.epochs, _brief(line))
     return summarize(history)
@@ -264,18 +267,19 @@ def summarize(history: list[dict]) -> dict:
     return summary
 
 
-def _save(work_dir: Path, task: Task, optimizer, schedule, history: list[dict]) -> None:
+def _save(work_dir: Path, task: Task, optimizer, schedule, history: list[dict], device: torch.device) -> None:
     state = {
         "learner": task.learner.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "history": history,
+        "environment": environment(device),  # where these bits were computed (dih/determinism.py)
     }
     atomic.torch_save(work_dir / CHECKPOINT, state)
     atomic.write_bytes(work_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
 
 
-def _resume(path: Path, task: Task, optimizer, schedule, stage: str) -> list[dict]:
+def _resume(path: Path, task: Task, optimizer, schedule, stage: str, device: torch.device) -> list[dict]:
     if not path.exists():
         return []
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -289,6 +293,15 @@ def _resume(path: Path, task: Task, optimizer, schedule, stage: str) -> list[dic
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     log.info("%s: resuming after epoch %d from %s", stage, len(state["history"]), path)
+    recorded = state.get("environment")  # absent from checkpoints written before it was recorded
+    changed = differences(recorded, environment(device)) if recorded is not None else []
+    if changed:
+        log.warning(
+            "%s: the checkpoint was written on another setup (%s); the stage resumes, but its result will "
+            "not be bit-identical to an uninterrupted run's.",
+            stage,
+            "; ".join(changed),
+        )
     return state["history"]
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from dih import cohort_cache, engine
 from dih.artifacts import ArtifactStore
 from dih.data import loader, train_split_size
+from dih.determinism import apply_determinism
 from dih.engine import Recipe
 from dih.errors import UserError, unknown_name
 from dih.losses import NEEDS_TEACHER, HeadsLoss, HintLoss, loss_class
@@ -226,8 +227,11 @@ def _check_assistant(teacher: str, assistant: str, student: str) -> None:
 def runtime(cfg: DictConfig, on_epoch=lambda line: None) -> Runtime:
     """The run's runtime settings: everything of the config that is in no key."""
     device = resolve_device(cfg.device)
+    deterministic = bool(cfg.trainer.deterministic)
+    apply_determinism(device.type, deterministic)  # before any model is built or cuBLAS called
     return Runtime(
         device=device,
+        deterministic=deterministic,
         eval_batch_size=cfg.trainer.eval_batch_size,
         progress=cfg.trainer.progress,
         channels_last=_choose(cfg.teacher_side.channels_last, device.type == "cuda"),

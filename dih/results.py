@@ -39,6 +39,7 @@ IGNORED = (
     "stage",
     "trainer.progress",
     "trainer.eval_batch_size",
+    "trainer.deterministic",
     "teacher_side.channels_last",
     "teacher_side.compile",
     "teacher_side.cache_device_share",

@@ -73,11 +73,12 @@ def planned_device_type(name: str) -> str:
 @dataclass
 class Runtime:
     """Where and how a run's stages build: the device, evaluation batch size, progress display, the
-    teacher side's layout and compilation, where the cohort cache is held, and the metric hook. None of it
-    changes what a stage produces, so none of it is in a key; the loaded data sets are kept for the run's
-    later stages."""
+    teacher side's layout and compilation, where the cohort cache is held, whether CUDA kernels are
+    deterministic, and the metric hook. None of it changes what a stage produces (at most its rounding), so
+    none of it is in a key; the loaded data sets are kept for the run's later stages."""
 
     device: torch.device
+    deterministic: bool = True  # applied by plan.runtime when the device is set up (dih/determinism.py)
     eval_batch_size: int = 512
     progress: bool | None = None
     channels_last: bool = False

@@ -86,6 +86,7 @@ RUN = {
     "dataset.val_fraction": 0.1,
     "teacher.name": "res110",
     "student.name": "res8",
+    "trainer.deterministic": True,  # exact resume on CUDA (docs/choices.md)
 }
 
 

@@ -15,7 +15,7 @@ from dih.losses.at import ATLoss, attention_map
 from dih.losses.context import LossContext
 from dih.losses.fitnets import HintLoss
 from dih.losses.mhkd import MHKDLoss
-from dih.losses.pairing import match_spatial, pair_stages
+from dih.losses.pairing import match_spatial, pair_stages, pool_to
 from dih.models import feature_shapes, heads_class
 from dih.models.heads import HeadsOnFrozen
 from dih.models.mhkd_heads import MHKDHeads, head_paddings
@@ -56,10 +56,26 @@ def test_match_spatial_pools_the_larger_map_by_blocks():
     torch.testing.assert_close(pa, a.reshape(2, 3, 4, 4, 4, 4).mean(dim=(3, 5)))
     pb, pa = match_spatial(b, a)  # either argument may be the larger
     assert pb is b and pa.shape == (2, 3, 4, 4)
-    # a non-integer ratio falls back to adaptive pooling
+    # a non-integer ratio averages adaptive pooling's windows (without its nondeterministic CUDA backward)
     c = torch.randn(2, 3, 6, 6, generator=gen)
     pc, pb = match_spatial(c, b)
     torch.testing.assert_close(pc, F.adaptive_avg_pool2d(c, 4))
+
+
+NON_INTEGER = [(7, 7, (4, 4)), (7, 5, (3, 2)), (10, 9, (4, 4)), (5, 8, (3, 4))]  # (5, 8): rows only
+
+
+@pytest.mark.parametrize(("h", "w", "size"), NON_INTEGER)
+def test_pool_to_a_non_integer_ratio_is_adaptive_pooling(h, w, size):
+    gen = torch.Generator().manual_seed(1)
+    f = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64)
+    got, want = f.clone().requires_grad_(), f.clone().requires_grad_()
+    g = torch.randn(2, 3, *size, generator=gen, dtype=torch.float64)
+    pooled = pool_to(got, size)
+    torch.testing.assert_close(pooled, F.adaptive_avg_pool2d(want, size))
+    (pooled * g).sum().backward()
+    (F.adaptive_avg_pool2d(want, size) * g).sum().backward()
+    torch.testing.assert_close(got.grad, want.grad)
 
 
 # ---- AT -------------------------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ def pair_stages(student_stages: tuple[str, ...], teacher_stages: tuple[str, ...]
 def pool_to(f: Tensor, size: tuple[int, int]) -> Tensor:
     """Average-pool ``f`` (``[B, C, H, W]``) down to ``size``.
 
-    An integer ratio pools with ``avg_pool2d`` (kernel = stride = the ratio), which has a deterministic
-    CUDA backward; adaptive pooling, whose backward to a size other than 1 is not deterministic on CUDA,
-    is left for non-integer ratios. Both average the same windows where the ratio is an integer.
+    An integer ratio pools with ``avg_pool2d`` (kernel = stride = the ratio). A non-integer ratio averages
+    adaptive pooling's windows as two matrix products (rows, then columns): ``adaptive_avg_pool2d`` to a
+    size other than 1 has no deterministic CUDA backward and raises under ``trainer.deterministic``
+    (dih/determinism.py). Both give adaptive pooling's result up to rounding.
     """
     (h, w), (th, tw) = f.shape[-2:], size
     if (h, w) == (th, tw):
@@ -26,7 +27,17 @@ def pool_to(f: Tensor, size: tuple[int, int]) -> Tensor:
     if h % th == 0 and w % tw == 0:
         kernel = (h // th, w // tw)
         return F.avg_pool2d(f, kernel_size=kernel, stride=kernel)
-    return F.adaptive_avg_pool2d(f, size)
+    return window_means(h, th, f) @ f @ window_means(w, tw, f).T
+
+
+def window_means(n: int, m: int, like: Tensor) -> Tensor:
+    """``[m, n]``: row ``i`` averages positions ``floor(i n / m)`` to ``ceil((i + 1) n / m) - 1``, the window
+    of adaptive pooling's output ``i`` (in ``like``'s dtype and device)."""
+    weights = torch.zeros(m, n, dtype=like.dtype, device=like.device)
+    for i in range(m):
+        start, end = (i * n) // m, -(-(i + 1) * n // m)
+        weights[i, start:end] = 1.0 / (end - start)
+    return weights
 
 
 def match_spatial(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
