@@ -1,16 +1,23 @@
-"""Which student stage is matched with which teacher stage by AT, FitNets and MHKD, and how two paired maps
-are brought to one size and precision."""
+"""Which student stage is matched with which teacher stage by the feature losses (AT, FitNets, MHKD from the
+shallowest, TOFD from the deepest), and how two paired maps are brought to one size and precision."""
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def pair_stages(student_stages: tuple[str, ...], teacher_stages: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Pairs ``(student stage, teacher stage)`` from the shallowest up, as RepDistiller and mdistiller zip
-    their feature lists: with unequal counts the deeper stages of the longer list go unpaired (a 3-stage
-    res8 under a 4-stage res34 meets the teacher's stages 1-3, maps of equal size)."""
-    return list(zip(student_stages, teacher_stages))
+def pair_stages(
+    student_stages: tuple[str, ...], teacher_stages: tuple[str, ...], *, from_deepest: bool = False
+) -> list[tuple[str, str]]:
+    """Pairs ``(student stage, teacher stage)``, shallow to deep. By default from the shallowest up, as
+    RepDistiller and mdistiller zip their feature lists (AT, FitNets, MHKD): with unequal counts the deeper
+    stages of the longer list go unpaired (a 3-stage res8 under a 4-stage res34 meets the teacher's stages
+    1-3, maps of equal size). ``from_deepest``: the deepest ``min(len)`` stages of each, as the TOFD
+    reference indexes its deep-first lists (the final classifiers always pair)."""
+    if not from_deepest:
+        return list(zip(student_stages, teacher_stages))
+    n = min(len(student_stages), len(teacher_stages))
+    return list(zip(student_stages[len(student_stages) - n :], teacher_stages[len(teacher_stages) - n :]))
 
 
 def pool_to(f: Tensor, size: tuple[int, int]) -> Tensor:

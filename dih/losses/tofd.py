@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from dih.errors import UserError
 from dih.losses.context import LossContext
+from dih.losses.pairing import pair_stages
 from dih.models.tofd_aux import TOFDAuxHeads
 
 
@@ -32,13 +33,6 @@ def orthogonality(w: Tensor) -> Tensor:
     eye_out = torch.eye(w.shape[0], device=w.device, dtype=w.dtype)
     eye_in = torch.eye(w.shape[1], device=w.device, dtype=w.dtype)
     return torch.linalg.matrix_norm(w @ w.t() - eye_out) + torch.linalg.matrix_norm(w.t() @ w - eye_in)
-
-
-def pair_from_deepest(student: tuple[str, ...], teacher: tuple[str, ...]) -> list[tuple[str, str]]:
-    """``(student stage, teacher stage)`` pairs, shallow to deep, of the deepest ``min(len)`` stages of each:
-    the reference indexes both deep-first lists by the student's classifier."""
-    n = min(len(student), len(teacher))
-    return list(zip(student[len(student) - n :], teacher[len(teacher) - n :], strict=True))
 
 
 class TOFDLoss(nn.Module):
@@ -64,7 +58,7 @@ class TOFDLoss(nn.Module):
             raise UserError("The tofd loss needs the stage's epochs (its temperature rises over them).")
         self.alpha, self.beta = float(alpha), float(beta)
         self.temperature_rise, self.epochs = float(temperature_rise), int(context.epochs)
-        pairs = pair_from_deepest(context.student_stages, context.teacher_stages)
+        pairs = pair_stages(context.student_stages, context.teacher_stages, from_deepest=True)
         if len(pairs) < 2:
             raise UserError("The tofd loss needs models with at least two mount points each.")
         self.heads = TOFDAuxHeads({s: context.student_features[s] for s, _ in pairs}, context.num_classes)
