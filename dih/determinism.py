@@ -52,22 +52,15 @@ def determinism_settings(device_type: str, deterministic: bool) -> dict[str, Any
     for a fixed thread count, which the checkpoint records)."""
     if device_type != "cuda":
         return {}
-    if deterministic:
-        return {
-            "env.CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE_CONFIG,
-            "torch.backends.cudnn.deterministic": True,
-            "torch.backends.cudnn.benchmark": False,
-            "torch.use_deterministic_algorithms": True,
-            "torch.backends.cuda.matmul.allow_tf32": False,
-            "torch.backends.cudnn.allow_tf32": False,
-        }
+    d = bool(deterministic)
     return {
+        # set in both modes: torch reads it once, at a process's first cuBLAS call
         "env.CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE_CONFIG,
-        "torch.backends.cudnn.deterministic": False,
-        "torch.backends.cudnn.benchmark": True,
-        "torch.use_deterministic_algorithms": False,
-        "torch.backends.cuda.matmul.allow_tf32": True,
-        "torch.backends.cudnn.allow_tf32": True,
+        "torch.backends.cudnn.deterministic": d,
+        "torch.backends.cudnn.benchmark": not d,  # autotuning picks kernels by timing: not reproducible
+        "torch.use_deterministic_algorithms": d,
+        "torch.backends.cuda.matmul.allow_tf32": not d,
+        "torch.backends.cudnn.allow_tf32": not d,
     }
 
 
