@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -42,6 +43,7 @@ from dih.bench_loops import (
     torchvision_loader_loop,
 )
 from dih.cohort_cache import CohortCache
+from dih.compose import CONF
 from dih.data.loader import DeviceLoader
 from dih.data.synthetic import make_synthetic
 from dih.engine import Task
@@ -184,28 +186,32 @@ def student_rows(b: Bench, cache_dir: Path) -> list[Row]:
     return rows + [Row(stage, build, build_rate)]
 
 
-# The kind of heads each method's teacher side carries (conf/method/*.yaml); the others carry none.
-METHOD_HEADS = {"dih": "linear", "tofd": "tofd", "mhkd": "mhkd"}
+def method_config(name: str) -> dict:
+    """``conf/method/<name>.yaml`` as plain data: the method's heads, loss and hint settings as a run gets
+    them (read directly: the bench composes no Hydra config)."""
+    return OmegaConf.to_container(OmegaConf.load(CONF / "method" / f"{name}.yaml"), resolve=True)
 
 
 def method_rows(b: Bench) -> list[Row]:
     """Every method's student step (FitNets: its hint stage; its KD stage, TAKD's and KD's are one loss) with
-    the defaults of its config and a live fp32 teacher side. CRD's memory banks span ``--train-size`` rows,
+    the settings of its config and a live fp32 teacher side. CRD's memory banks span ``--train-size`` rows,
     as on the real training split: their product with each batch is part of its cost."""
     a, loops = b.args, {}
     for method in ("ce", "kd", "dih", "at", "crd", "tofd", "mhkd", "fitnets"):
+        config = method_config(method)
         student, teacher = b.copies(b.student, b.teacher)
-        heads = METHOD_HEADS.get(method)
+        heads = config.get("heads")
         mounted = heads_class(heads).for_model(teacher, a.classes) if heads else None
-        side = None if method == "ce" else TeacherSide(teacher, mounted, b.fp32)
+        side = TeacherSide(teacher, mounted, b.fp32) if "teacher" in config["stages"][:-1] else None
         data = b.data
         if method == "crd":  # a bank row per training image of the real split (labels cycle the classes)
             labels = torch.arange(a.train_size) % a.classes
             data = dataclasses.replace(b.data, train_labels=labels)
         context = loss_context(data, student, side, b.device, epochs=200)
-        loss = HintLoss(context) if method == "fitnets" else build_loss({"name": method}, context)
-        name = "fitnets (hint stage)" if method == "fitnets" else method
-        task = Task(student, loss.to(b.device), side, evaluates=method != "fitnets")
+        hint = config.get("hint")
+        loss = HintLoss(context, **hint) if hint else build_loss(config["loss"], context)
+        name = "fitnets (hint stage)" if hint else method
+        task = Task(student, loss.to(b.device), side, evaluates=not hint)
         where = "no teacher side" if side is None else "live fp32 teacher side"
         loops[f"Task ({name}), {where}"] = task_loop(task, b.loader())
     stage = f"student by method ({a.teacher} -> {a.student})"
