@@ -236,19 +236,23 @@ def reference_tofd(outputs, student_feature, teacher_logits, teacher_feature, la
 RES8 = {"stage1": (16, 32, 32), "stage2": (32, 16, 16), "stage3": (64, 8, 8), "embedding": (64,)}
 
 
-def tofd_case(epochs: int):
-    ctx = LossContext(
+def res8_student_context(teacher_features: dict, epochs: int) -> LossContext:
+    """A res8 student (shapes of RES8) under a teacher of ``teacher_features``, for ``epochs``."""
+    return LossContext(
         num_classes=CLASSES,
         num_train=1000,
         image_shape=(3, 32, 32),
         student_features=RES8,
         student_stages=("stage1", "stage2", "stage3"),
-        teacher_features=RES8,  # res110: the same widths as res8
-        teacher_stages=("stage1", "stage2", "stage3"),
+        teacher_features=teacher_features,
+        teacher_stages=tuple(name for name in teacher_features if name.startswith("stage")),
         epochs=epochs,
     )
+
+
+def tofd_case(epochs: int):
     torch.manual_seed(0)
-    loss = TOFDLoss(ctx)
+    loss = TOFDLoss(res8_student_context(RES8, epochs))  # res110: the same widths as res8
     features = {name: randn(B, *shape, seed=20 + i).relu() for i, (name, shape) in enumerate(RES8.items())}
     logits = randn(B, CLASSES, seed=30, scale=3.0)
     cohort = [randn(B, CLASSES, seed=31 + j, scale=4.0) for j in range(3)]
@@ -293,17 +297,7 @@ def test_tofd_pairs_from_the_deepest_with_unequal_stage_counts():
     lists by the student's classifier, the final classifiers pair, then the student's stage2 head with the
     teacher's stage3 head, its stage1 head with the teacher's stage2 head; links map 64 to 512 widths."""
     res34 = {"stage1": (64, 32, 32), "stage2": (128, 16, 16), "stage3": (256, 8, 8), "stage4": (512, 4, 4)}
-    ctx = LossContext(
-        num_classes=CLASSES,
-        num_train=10,
-        image_shape=(3, 32, 32),
-        student_features=RES8,
-        student_stages=("stage1", "stage2", "stage3"),
-        teacher_features={**res34, "embedding": (512,)},
-        teacher_stages=tuple(res34),
-        epochs=10,
-    )
-    loss = TOFDLoss(ctx)
+    loss = TOFDLoss(res8_student_context({**res34, "embedding": (512,)}, epochs=10))
     assert loss.teacher_index == [1, 2, 3]  # the teacher's cohort: heads on stages 1-3, then its own
     assert [tuple(link.weight.shape) for link in loss.links] == [(512, 64)] * 3
     assert loss.heads.stage_names == ("stage1", "stage2")
