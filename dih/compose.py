@@ -207,6 +207,18 @@ def compose_run(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def launcher_config(overrides: list[str], sweep_dir: Path) -> dict:
+    """Hydra's ``hydra.launcher`` node as a multirun in ``sweep_dir`` with these overrides would get it,
+    resolved: the launcher a sweep's own submission (dih/sweep.py) sets its jobs up from."""
+    parsed = [o for o in _parse(list(overrides)) if o.is_hydra_override()]
+    groups = tuple(o.input_line for o in parsed if _is_group_override(o))
+    cfg = copy.deepcopy(_full(groups))
+    _apply([o for o in parsed if not _is_group_override(o)], cfg)
+    with open_dict(cfg):
+        cfg.hydra.sweep.dir = str(sweep_dir)
+    return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+
+
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
     """One override list per run of ``run.py --multirun <overrides>``, in the order of Hydra's BasicSweeper.
 

@@ -318,7 +318,7 @@ SCHEMA: dict = {
         "batch_size?": COUNT,
         "loss": LOSSES,
     },
-    "stage": {"until": Choice(["teacher", "heads", "student"])},
+    "stage": {"until": Choice(["teacher", "heads", "hint", "assistant", "cohort", "student"])},
     "trainer": {
         "optimizer": Choice(["sgd"], explain="only sgd is implemented (SGD with momentum and Nesterov)"),
         "lr": POSITIVE,

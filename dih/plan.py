@@ -41,6 +41,9 @@ from dih.specs import (
 from dih.stages import cohort, stage_version
 
 UNTIL = ("teacher", "heads", "student")
+# Cuts at one planned stage of the chain (what a sweep's teacher-side jobs build, dih/schedule.py): the run
+# stops after that stage. An assistant's cohort cache is built by the assistant's cut, before it.
+CUT_AT = {"hint": ("hint",), "assistant": ("assistant",), "cohort": ("cohort",)}
 KNOWN_STAGES = ("teacher", "heads", "hint", "assistant", "student")
 
 
@@ -110,7 +113,22 @@ def plan_run(cfg: DictConfig) -> list[Planned]:
             settings.recipe, batch_size=cfg.method.get("batch_size") or settings.recipe.batch_size
         )
         settings.distill(StudentSpec, planned, cfg.student.name, recipe, cfg.seed, init=hint, **side)
-    return planned
+    return _cut(planned, cfg)
+
+
+def _cut(planned: list[Planned], cfg: DictConfig) -> list[Planned]:
+    """The plan up to and including its ``stage.until`` stage, where that names one of CUT_AT's stages."""
+    until = cfg.stage.until
+    if until not in CUT_AT:
+        return planned
+    at = [i for i, p in enumerate(planned) if p.name in CUT_AT[until]]
+    if not at:
+        have = ", ".join(p.name for p in planned)
+        raise UserError(
+            f"This run of method {cfg.method.name} plans no {until} stage (it plans {have}); "
+            "choose another stage.until=."
+        )
+    return planned[: at[-1] + 1]
 
 
 class _Settings:
@@ -192,8 +210,10 @@ def _stages(cfg: DictConfig) -> list[str]:
         if name != "teacher" and name != "student" and "teacher" not in names[:i]:
             raise UserError(f"Method {cfg.method.name} lists stage '{name}' without teacher before it.")
     until = cfg.stage.until
+    if until in CUT_AT:
+        return names  # cut after planning (_cut): these stages appear only as the chain is planned
     if until not in UNTIL:
-        raise unknown_name("stage", until, UNTIL)
+        raise unknown_name("stage", until, (*UNTIL, *CUT_AT))
     teacher_side = [i for i, n in enumerate(names) if n != "student"]
     if until == "student":
         return names

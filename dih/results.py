@@ -50,7 +50,8 @@ IGNORED = (
     "method.stages",
 )
 ROOT_NAMES_DATA = ("folder", "tiny_imagenet")  # data sets whose dataset.root is part of their identity
-SKIP_DIRS = {".hydra", "report", "__pycache__", ".git"}
+# .teacher_side: the run directories of a Slurm sweep's teacher-side jobs (dih/schedule.py), not runs of it
+SKIP_DIRS = {".hydra", "report", "__pycache__", ".git", ".teacher_side"}
 ARTIFACT_DIR = re.compile(r"^[a-z_]+-[0-9a-f]{16}(\.corrupt-\d+)?$")
 
 

@@ -1,13 +1,16 @@
-"""Run a sweep definition from multirun_sweeps/: each grid becomes one Hydra multirun of run.py, so Hydra's
-launchers (local, or Slurm through submitit) do the work and the artifact store shares the teachers.
+"""Run a sweep definition from multirun_sweeps/.
 
     python -m dih.sweep multirun_sweeps/laptop.yaml                      # here, one run after another
+    python -m dih.sweep multirun_sweeps/cifar100.yaml --dry-run hydra/launcher=slurm   # the schedule
     python -m dih.sweep multirun_sweeps/cifar100.yaml hydra/launcher=slurm hydra.launcher.partition=gpu
-    python -m dih.sweep multirun_sweeps/cifar100.yaml --submit hydra/launcher=slurm ...
 
-Hydra's launcher waits for its jobs, so a grid of days would hold a terminal for days: ``--submit`` sends
-this driver itself to Slurm as a small CPU job and returns at once; ``python -m dih.report`` works on the
-sweep directory at any time, finished or not.
+With a Slurm launcher (``hydra/launcher=slurm`` or the plugin's ``submitit_slurm``, every
+``hydra.launcher.*`` setting honoured) the sweep's plan is its schedule (dih/schedule.py): the teacher-side
+artifacts the store lacks are built by their own jobs, and every run is a job that waits (Slurm ``afterok``)
+on exactly the jobs that build what it reads, so no job holds a GPU while it waits on a lock, and a failed
+teacher leaves its students pending (reason ``DependencyNeverSatisfied``) instead of running. The command
+submits everything through submitit and returns; ``python -m dih.report`` works on the sweep directory at any
+time. With any other launcher each grid becomes one Hydra multirun of run.py.
 """
 
 import argparse
@@ -18,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from dih import atomic
+from dih.compose import launcher_config
 from dih.errors import UserError
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
@@ -76,53 +81,153 @@ def run(cmds: list[list[str]], parallel: bool) -> int:
     return max(p.wait() for p in procs)
 
 
-def submit(args: argparse.Namespace, extra: list[str]) -> None:
-    """Send this driver to Slurm as a small CPU job that outlives the terminal."""
-    import submitit
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 
-    folder = Path(args.root).absolute() / load(Path(args.sweep))["name"] / ".driver"
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    executor.update_parameters(
-        timeout_min=args.driver_hours * 60,
-        cpus_per_task=1,
-        mem_gb=4,
-        gpus_per_node=0,
-        slurm_partition=args.driver_partition,
-        name="dih-sweep",
+
+def ordered_runs(
+    sweep: dict, sweep_dir: Path, extra: list[str], device: str
+) -> list[tuple[list[str], Path, object]]:
+    """Every run of the sweep as ``(overrides, run directory, plan)``, composed and planned here (a bad
+    one stops everything, naming the run). The run directories are those Hydra's multirun would make;
+    ``device=auto`` is pinned to the jobs' device, since the plan's keys (bf16 auto) depend on it."""
+    from dih.compose import compose_run
+    from dih.plan import plan_run
+
+    job_extra = [e for e in extra if not e.startswith(("hydra/launcher=", "hydra.launcher."))]
+    runs = []
+    for g, grid in enumerate(sweep["grids"]):
+        for num, values in enumerate(itertools.product(*grid.values())):
+            overrides = [*sweep.get("overrides", []), *(f"{k}={v}" for k, v in zip(grid, values)), *job_extra]
+            try:
+                cfg = compose_run(overrides)
+                if cfg.device == "auto":
+                    overrides.append(f"device={device}")
+                    cfg = compose_run(overrides)
+                planned = plan_run(cfg)
+            except UserError as exc:
+                raise UserError(f"{str(exc).rstrip('.')} (in the run {' '.join(overrides)}).") from None
+            name = f"{num}_{cfg.method.name}_{cfg.teacher.name}_{cfg.student.name}_s{cfg.seed}"
+            runs.append((overrides, sweep_dir / f"grid{g}" / name, planned, cfg))
+    return runs
+
+
+def asks_for_gpus(launcher: dict) -> bool:
+    return bool(
+        launcher.get("gpus_per_node") or launcher.get("gpus_per_task") or "gpu" in str(launcher.get("gres"))
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "dih.sweep",
-        str(Path(args.sweep).absolute()),
-        "--root",
-        str(Path(args.root).absolute()),
-        *extra,
+
+
+class RunPy:
+    """A Slurm job's task: ``run.py`` with one job's overrides, from where the sweep was submitted. On a
+    time limit or preemption submitit requeues it (``checkpoint``) and the run resumes its stage."""
+
+    def __init__(self, cwd: str):
+        self.cwd = cwd
+
+    def __call__(self, overrides: list[str]) -> None:
+        subprocess.run([sys.executable, str(RUN_PY), *overrides], cwd=self.cwd, check=True)
+
+    def checkpoint(self, overrides: list[str]):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, overrides)
+
+
+def slurm_executor(launcher: dict):
+    """submitit's Slurm executor set up from Hydra's launcher node exactly as hydra-submitit-launcher sets
+    up its own: the queue fields by their names, every other field as ``slurm_<field>``."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+
+    params = {k: v for k, v in launcher.items() if k != "_target_"}
+    folder = params.pop("submitit_folder")
+    executor = submitit.AutoExecutor(
+        folder=folder, cluster="slurm", slurm_max_num_timeout=params.pop("max_num_timeout")
+    )
+    queue = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in queue else f"slurm_{k}": v for k, v in params.items()})
+    return executor
+
+
+def submit_ordered(sweep: dict, root: Path, extra: list[str], launcher: dict, dry_run: bool) -> int:
+    """Submit the sweep in dependency order: the teacher-side artifacts the store lacks first, then every
+    run, each job with ``afterok`` on exactly the jobs that build what it reads. Returns at once."""
+    from dih.artifacts import ArtifactStore
+    from dih.schedule import arrays, phases, schedule
+
+    sweep_dir = root / sweep["name"]
+    runs = ordered_runs(sweep, sweep_dir, extra, "cuda" if asks_for_gpus(launcher) else "cpu")
+    store = ArtifactStore(Path(runs[0][3].artifacts.root))
+    upstream = {p.spec.key for _, _, planned, _ in runs for p in planned[:-1]}
+    jobs = schedule(
+        [(o, d) for o, d, _, _ in runs], [p for _, _, p, _ in runs], store.has, sweep_dir / ".teacher_side"
+    )
+    stored = sum(store.has(k) for k in upstream)
+    print(
+        f"sweep {sweep['name']}: {len(runs)} runs; {len(upstream)} distinct teacher-side artifacts, {stored} "
+        f"already in {store.root} (not resubmitted)"
+    )
+    groups = arrays(jobs)
+    for n, counts in enumerate(phases(jobs), 1):
+        print(
+            f"phase {n}: {sum(counts.values())} jobs ("
+            + ", ".join(f"{r} {c}" for r, c in counts.items())
+            + ")"
+        )
+    print(f"{len(jobs)} jobs in {len(groups)} Slurm arrays, each after exactly the jobs it needs (afterok)")
+    if dry_run:
+        return 0
+    executor = slurm_executor(launcher)
+    named = any(e.startswith("hydra.launcher.name=") for e in [*sweep.get("overrides", []), *extra])
+    extra_params = dict(launcher.get("additional_parameters") or {})
+    task, ids = RunPy(str(Path.cwd())), {}
+    for group in groups:
+        first = jobs[group[0]]
+        waits = [ids[n] for n in first.needs]
+        dependency = ":".join(["afterok", *waits]) if waits else None
+        if dependency and extra_params.get("dependency"):
+            dependency = f"{extra_params['dependency']},{dependency}"
+        params = {**extra_params, **({"dependency": dependency} if dependency else {})}
+        executor.update_parameters(slurm_additional_parameters=params)
+        if not named:
+            executor.update_parameters(name=f"{sweep['name']}-{first.role}")
+        submitted = executor.map_array(task, [jobs[i].overrides for i in group])
+        ids.update({i: job.job_id for i, job in zip(group, submitted)})
+    record = [
+        {
+            "job_id": ids[i],
+            "role": job.role,
+            "phase": job.phase,
+            "builds": job.builds,
+            "waits_for": [ids[n] for n in job.needs],
+            "run_dir": str(job.run_dir),
+            "overrides": job.overrides,
+        }
+        for i, job in enumerate(jobs)
     ]
-    job = executor.submit(subprocess.run, argv, check=True, cwd=str(RUN_PY.parent))
-    print(f"submitted the sweep driver as Slurm job {job.job_id}; its log is in {folder}.")
-    print(f"follow it with: squeue -j {job.job_id}; the results so far: python -m dih.report {args.root}")
+    atomic.write_json(sweep_dir / "schedule.json", record)
+    print(f"submitted {len(jobs)} jobs; the schedule is in {sweep_dir / 'schedule.json'}")
+    print(f"follow them with: squeue --me; the results so far: python -m dih.report {sweep_dir}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dih.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", help="a sweep definition, e.g. multirun_sweeps/cifar100.yaml")
     parser.add_argument("--root", default="multirun", help="where sweep directories go (default: multirun)")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
-    parser.add_argument("--submit", action="store_true", help="submit this driver to Slurm and return")
-    parser.add_argument("--driver-partition", default=None, help="Slurm partition of the --submit driver job")
-    parser.add_argument("--driver-hours", type=int, default=24 * 14, help="time limit of the driver job")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would run or be submitted, and stop"
+    )
     args, extra = parser.parse_known_args(argv)
     try:
         sweep = load(Path(args.sweep))
-        if args.submit:
-            submit(args, extra)
-            return 0
-        cmds = commands(sweep, Path(args.root).absolute(), extra)
-        print(
-            f"sweep {sweep['name']}: {size(sweep)} runs in {len(cmds)} grids"
-            f" under {args.root}/{sweep['name']}"
-        )
+        root = Path(args.root).absolute()
+        launcher = launcher_config([*sweep.get("overrides", []), *extra], root / sweep["name"])
+        if launcher.get("_target_") == SLURM_LAUNCHER:
+            return submit_ordered(sweep, root, extra, launcher, args.dry_run)
+        cmds = commands(sweep, root, extra)
+        print(f"sweep {sweep['name']}: {size(sweep)} runs in {len(cmds)} grids under {root / sweep['name']}")
         if args.dry_run:
             print("\n".join(" ".join(cmd) for cmd in cmds))
             return 0

@@ -108,44 +108,132 @@ def test_requeued_job_resumes_where_it_was(tmp_path):
         assert torch.equal(got[name], tensor), name
 
 
-def test_submitted_sweep_returns_at_once_and_finishes_on_slurm(tmp_path):
-    """``--submit`` hands the sweep driver to Slurm and returns; the grid then completes on the cluster."""
-    tiny = [
-        "dataset.image_size=16",
-        "dataset.train_size=120",
-        "dataset.test_size=50",
-        "trainer.batch_size=32",
-        f"artifacts.root={tmp_path / 'artifacts'}",
-        "hydra.launcher.cpus_per_task=1",
-    ]
-    started = time.time()
-    proc = subprocess.run(
+TINY_SWEEP = [
+    "dataset.image_size=16",
+    "dataset.train_size=120",
+    "dataset.test_size=50",
+    "trainer.batch_size=32",
+    "hydra.launcher.cpus_per_task=1",
+]
+
+
+def submit_sweep(tmp_path, *overrides: str, dry_run: bool = False) -> subprocess.CompletedProcess:
+    """``python -m dih.sweep multirun_sweeps/laptop.yaml`` on the Slurm launcher, artifacts in tmp_path."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "dih.sweep",
             str(ROOT / "multirun_sweeps" / "laptop.yaml"),
-            "--submit",
-            "--driver-partition=debug",
             "--root",
             str(tmp_path / "multirun"),
+            *(["--dry-run"] if dry_run else []),
             *LAUNCHER,
-            *tiny,
+            *TINY_SWEEP,
+            f"artifacts.root={tmp_path / 'artifacts'}",
+            *overrides,
         ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "submitted the sweep driver as Slurm job" in proc.stdout
-    assert time.time() - started < 60, "the submitting command does not wait for the grid"
-    job_id = proc.stdout.split("Slurm job ")[1].split(";")[0]
-    deadline = time.time() + 900
+
+
+def accounting(job_ids: list[str]) -> dict[str, dict]:
+    """sacct's state, start and end of each job (array tasks by their own ids)."""
+    out = subprocess.run(
+        [
+            "sacct",
+            "-n",
+            "-X",
+            "-P",
+            "-j",
+            ",".join(j.split("_")[0] for j in job_ids),
+            "-o",
+            "JobID,State,Start,End",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    rows = (line.split("|") for line in out.splitlines() if line.strip())
+    return {r[0]: {"state": r[1].split()[0], "start": r[2], "end": r[3]} for r in rows}
+
+
+def wait_for(job_ids: list[str], done, timeout: float = 900) -> dict[str, dict]:
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        queue = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True, timeout=30)
-        if job_id not in queue.stdout:
-            break
-        time.sleep(2)
-    summaries = list((tmp_path / "multirun" / "laptop").rglob("summary.json"))
-    assert len(summaries) == 6, [p.parent.name for p in summaries]
+        jobs = accounting(job_ids)
+        if all(j in jobs for j in job_ids) and done(jobs):
+            return jobs
+        time.sleep(3)
+    raise AssertionError(f"Slurm jobs did not get there in {timeout} s: {accounting(job_ids)}")
+
+
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
+
+
+def test_sweep_is_submitted_in_dependency_order_and_no_job_waits_on_a_lock(tmp_path):
+    """Teacher-side artifacts get their own jobs, each run waits (afterok) on exactly the jobs building what
+    it reads: from sacct, no run starts before those jobs end, and no job's log shows a wait on a lock."""
+    started = time.time()
+    proc = submit_sweep(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.time() - started < 60, "submitting returns without waiting for the jobs"
+    schedule = json.loads((tmp_path / "multirun" / "laptop" / "schedule.json").read_text())
+    by_role = sorted(j["role"] for j in schedule)
+    assert by_role == ["heads", "run", "run", "run", "run", "run", "run", "teacher"], by_role
+    ids = [j["job_id"] for j in schedule]
+    jobs = wait_for(ids, lambda jobs: all(jobs[j]["state"] in FINAL for j in ids))
+    assert {jobs[j]["state"] for j in ids} == {"COMPLETED"}, jobs
+
+    teacher, heads = (next(j for j in schedule if j["role"] == r) for r in ("teacher", "heads"))
+    assert heads["waits_for"] == [teacher["job_id"]]
+    for job in schedule:
+        for needed in job["waits_for"]:
+            assert jobs[job["job_id"]]["start"] >= jobs[needed]["end"], (job, jobs[needed])
+    waits = {(j["run_dir"].rsplit("_", 4)[1]): j["waits_for"] for j in schedule if j["role"] == "run"}
+    assert waits == {"ce": [], "kd": [teacher["job_id"]], "dih": [teacher["job_id"], heads["job_id"]]}
+
+    logs = [p.read_text() for p in (tmp_path / "multirun" / "laptop" / ".submitit").rglob("*.out")]
+    assert len(logs) == len(schedule)
+    assert not [log for log in logs if "waiting for" in log], "a job waited on a lock"
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "multirun" / "laptop").rglob("summary.json")]
+    students = [s for s in summaries if "student" in s["stages"]]
+    assert len(students) == 6 and all(s["stages"]["student"]["reused"] is False for s in students)
+    assert all(s["stages"]["teacher"]["reused"] for s in students if "teacher" in s["stages"])
+
+    again = submit_sweep(tmp_path, dry_run=True)
+    assert again.returncode == 0, again.stderr
+    assert "2 distinct teacher-side artifacts, 2 already in" in again.stdout
+    assert "teacher" not in again.stdout.split("(not resubmitted)")[1], again.stdout
+
+
+def test_failed_teacher_leaves_its_students_pending_with_the_reason(tmp_path):
+    proc = submit_sweep(tmp_path, "trainer.lr=1e30")  # the teacher's loss is not finite: its job fails
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    schedule = json.loads((tmp_path / "multirun" / "laptop" / "schedule.json").read_text())
+    teacher = next(j["job_id"] for j in schedule if j["role"] == "teacher")
+    waiting = [j["job_id"] for j in schedule if teacher in j["waits_for"]]
+    try:
+        wait_for([teacher], lambda jobs: jobs[teacher]["state"] in FINAL)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            queue = subprocess.run(
+                ["squeue", "-h", "-r", "-j", ",".join(j.split("_")[0] for j in waiting), "-o", "%i %T %r"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.split("\n")
+            reasons = {line.split()[2] for line in queue if line.strip()}
+            if reasons == {"DependencyNeverSatisfied"}:
+                break
+            time.sleep(2)
+        assert accounting([teacher])[teacher]["state"] == "FAILED"
+        assert reasons == {"DependencyNeverSatisfied"}, queue
+        # the heads and the four kd and dih runs wait, none of them ran; the two ce runs need no teacher
+        assert sorted(line.split()[0] for line in queue if line.strip()) == sorted(waiting)
+        assert len(waiting) == 5
+    finally:
+        subprocess.run(["scancel", *{j.split("_")[0] for j in waiting}], timeout=30)

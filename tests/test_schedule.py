@@ -1,0 +1,102 @@
+"""A sweep's plan as its Slurm schedule (dih/schedule.py, dih/sweep.py), without a cluster: every missing
+teacher-side artifact has exactly one job, whose stage cut builds exactly it; every job waits on exactly the
+jobs that build what it reads; stored artifacts get no job; the launcher's settings reach submitit."""
+
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from dih.compose import compose_run, launcher_config
+from dih.errors import UserError
+from dih.plan import plan_run
+from dih.schedule import arrays, phases, schedule
+from dih.sweep import load, ordered_runs, slurm_executor
+
+GPU_LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"]
+
+
+@pytest.fixture(scope="module")
+def cifar100(tmp_path_factory):
+    """The CIFAR-100 paper grid's runs as a GPU Slurm submission plans them."""
+    sweep_dir = tmp_path_factory.mktemp("multirun") / "cifar100"
+    sweep = load(ROOT / "multirun_sweeps" / "cifar100.yaml")
+    return ordered_runs(sweep, sweep_dir, GPU_LAUNCHER, device="cuda")
+
+
+def jobs_of(runs, in_store=lambda key: False):
+    return schedule([(o, d) for o, d, _, _ in runs], [p for _, _, p, _ in runs], in_store, Path("/x"))
+
+
+def test_every_missing_artifact_is_built_once_and_every_job_waits_for_exactly_its_builders(cifar100):
+    jobs = jobs_of(cifar100)
+    upstream = {p.spec.key for _, _, planned, _ in cifar100 for p in planned[:-1]}
+    built = [key for job in jobs for key in job.builds]
+    assert len(built) == len(set(built)) and set(built) >= upstream
+    builder = {key: i for i, job in enumerate(jobs) for key in job.builds}
+    assert sum(job.role == "run" for job in jobs) == len(cifar100) == 186
+    runs = iter(cifar100)
+    for i, job in enumerate(jobs):
+        if job.role == "run":
+            planned = next(runs)[2]  # a CE student is the same artifact in every teacher's row: built once
+            reads = [p.spec.key for p in planned if p.spec.key not in job.builds]
+        else:
+            planned = plan_run(compose_run(job.overrides))
+            assert [p.spec.key for p in planned[-len(job.builds) :]] == job.builds, job.label
+            reads = [p.spec.key for p in planned[: -len(job.builds)]]
+        assert job.needs == sorted({builder[k] for k in reads}), job.label
+        assert all(n < i and jobs[n].phase < job.phase for n in job.needs)
+    assert all(not job.needs for job in jobs if job.role == "teacher")
+
+
+def test_stored_artifacts_get_no_job(cifar100):
+    teachers = {p.spec.key for _, _, planned, _ in cifar100 for p in planned if p.name == "teacher"}
+    jobs = jobs_of(cifar100, in_store=teachers.__contains__)
+    assert not [j for j in jobs if j.role == "teacher"]
+    assert all(not j.needs and j.phase == 1 for j in jobs if j.role in ("heads", "hint"))
+    everything = {p.spec.key for _, _, planned, _ in cifar100 for p in planned}
+    jobs = jobs_of(cifar100, in_store=everything.__contains__)
+    assert [j.role for j in jobs] == ["run"] * 186 and all(not j.builds and not j.needs for j in jobs)
+
+
+def test_arrays_share_phase_role_and_dependencies(cifar100):
+    jobs = jobs_of(cifar100)
+    groups = arrays(jobs)
+    assert sorted(i for g in groups for i in g) == list(range(len(jobs)))
+    for group in groups:
+        assert len({(jobs[i].phase, jobs[i].role, tuple(jobs[i].needs)) for i in group}) == 1
+    assert sum(sum(c.values()) for c in phases(jobs)) == len(jobs)
+    assert phases(jobs)[0]["teacher"] == 7  # res14, res20, res110, res18, res34, vgg11, wrn28_2
+
+
+def test_auto_device_is_pinned_to_the_jobs_device(cifar100, tmp_path):
+    overrides, _, planned, cfg = cifar100[0]
+    assert cfg.device == "cuda" and "device=cuda" in overrides
+    cpu = ordered_runs(load(ROOT / "multirun_sweeps" / "laptop.yaml"), tmp_path, [], device="cpu")
+    assert all(c.device == "cpu" for *_, c in cpu)
+
+
+def test_stage_cut_at_the_cohort_cache_and_a_cut_the_run_lacks():
+    cfg = compose_run(["method=dih", "teacher_side.cache=true", "stage.until=cohort"])
+    assert [p.name for p in plan_run(cfg)] == ["teacher", "heads", "cohort"]
+    with pytest.raises(UserError, match="plans no cohort stage .* choose another stage.until="):
+        plan_run(compose_run(["method=ce", "stage.until=cohort"]))
+
+
+def test_launcher_settings_reach_submitit(tmp_path):
+    launcher = launcher_config(
+        [
+            *GPU_LAUNCHER,
+            "hydra.launcher.timeout_min=90",
+            "hydra.launcher.max_num_timeout=5",
+            "+hydra.launcher.additional_parameters.mail-type=END",
+        ],
+        tmp_path,
+    )
+    executor = slurm_executor(launcher)
+    params = executor._executor.parameters
+    assert params["partition"] == "gpu" and params["time"] == 90 and params["gpus_per_node"] == 1
+    assert params["array_parallelism"] == 64 and params["mem"] == "32GB"
+    assert params["additional_parameters"] == {"mail-type": "END"}
+    assert executor._executor.max_num_timeout == 5
+    assert str(executor.folder).startswith(str(tmp_path / ".submitit"))
