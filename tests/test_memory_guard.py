@@ -145,6 +145,14 @@ def test_images_on_device_follows_the_share():
         assert not images_on_device(10**18, cpu, share=1.0)
 
 
+def test_images_already_on_the_device_stay_there():
+    # "meta" stands in for an accelerator here: tensors with a device but no memory to move back
+    images = torch.zeros(4, 3, 2, 2, dtype=torch.uint8, device="meta")
+    kw = dict(batch_size=2, mean=MEAN, std=STD, train=False, device_share=0.0)
+    loader = DeviceLoader(images, torch.arange(4, device="meta"), device="meta", **kw)
+    assert loader.on_device and loader.images.device.type == "meta"
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_host_held_images_give_the_same_batches(train):
     g = torch.Generator().manual_seed(4)

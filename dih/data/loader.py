@@ -136,7 +136,10 @@ class DeviceLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.device = torch.device(device)
-        self.on_device = images_on_device(images_u8.nelement(), self.device, device_share)
+        # images already on an accelerator stay there; on the CPU both paths hold the same memory and the
+        # share alone decides (which also lets the host path be exercised there)
+        already_there = images_u8.device == self.device and self.device.type != "cpu"
+        self.on_device = already_there or images_on_device(images_u8.nelement(), self.device, device_share)
         self.images = images_u8.to(self.device) if self.on_device else images_u8.cpu()
         self._pin = self.device.type == "cuda"
         self.labels = labels.to(self.device, torch.int64)
