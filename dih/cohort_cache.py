@@ -21,6 +21,7 @@ from dih import atomic
 from dih.artifacts import FILES, Artifact
 from dih.data.loader import Batch, EpochPlan, augment, normalize
 from dih.errors import UserError
+from dih.memory import free_bytes, host_available_bytes
 from dih.models.teacher_side import TeacherOutput, TeacherSide
 
 log = logging.getLogger(__name__)
@@ -93,25 +94,6 @@ def build(
     return {"shape": list(shape), "pad": pad}
 
 
-def free_bytes(device: torch.device) -> int:
-    """Memory free for the cache on `device`: the GPU's free memory on CUDA, else the host's available
-    memory (``MemAvailable``; 0 where it cannot be read, so the cache stays memory-mapped)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    return host_available_bytes()
-
-
-def host_available_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 class CohortCache:
     """Reads the cohort's logits for a batch's exact images and augmentations from a cache artifact.
 
@@ -138,7 +120,7 @@ class CohortCache:
             self.table = _load(mapped, self.device, pin=False, chunk=chunk)
         else:
             pin = torch.cuda.is_available()
-            in_host = self.device.type != "cpu" and size <= device_share * host_available_bytes()
+            in_host = self.device.type != "cpu" and size <= device_share * (host_available_bytes() or 0)
             self.table = (
                 _load(mapped, torch.device("cpu"), pin=pin, chunk=chunk)
                 if in_host

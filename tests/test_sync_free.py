@@ -1,12 +1,12 @@
-"""The training step makes no host-device synchronisation: the loader's batches and the cohort cache's
-gather (device path, and host path from the epoch's draws), instrumented on the CPU. Every aten op they
-run is recorded (a TorchDispatchMode): none may read a tensor's value back to Python
-(``_local_scalar_dense``: ``.item()``, ``bool()``) or make a tensor from Python data (``lift_fresh``:
-``torch.tensor``/``as_tensor`` of a list), which on CUDA is a blocking copy. ``.cpu()``, ``.numpy()``,
-``.tolist()`` and ``.item()`` are refused outright while it runs (``.numpy()`` is no aten op, and
-``.cpu()`` of a CPU tensor is none either, so they are caught by name). Both checks fail on the code
-before issue 10 (per-batch constants from tuples in ``normalize``; the cache's ``.cpu().numpy()`` of the
-batch's index and variants)."""
+"""The training step makes no host-device synchronisation: the loader's batches (images held on the
+device, or in host memory and moved a batch at a time) and the cohort cache's gather (device path, and
+host path from the epoch's draws), instrumented on the CPU. Every aten op they run is recorded (a
+TorchDispatchMode): none may read a tensor's value back to Python (``_local_scalar_dense``: ``.item()``,
+``bool()``) or make a tensor from Python data (``lift_fresh``: ``torch.tensor``/``as_tensor`` of a list),
+which on CUDA is a blocking copy. ``.cpu()``, ``.numpy()``, ``.tolist()`` and ``.item()`` are refused
+outright while it runs (``.numpy()`` is no aten op, and ``.cpu()`` of a CPU tensor is none either, so they
+are caught by name). Both checks fail on the code before issue 10 (per-batch constants from tuples in
+``normalize``; the cache's ``.cpu().numpy()`` of the batch's index and variants)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,13 +75,14 @@ def assert_sync_free(names: list[str]) -> None:
 
 
 @pytest.mark.parametrize("train", [True, False])
-def test_loader_batches_are_sync_free(train):
+@pytest.mark.parametrize("device_share", [1.0, 0.0], ids=["on-device", "host-held"])
+def test_loader_batches_are_sync_free(train, device_share):
     images = torch.randint(
         0, 256, (50, 3, 6, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
     )
-    loader = DeviceLoader(
-        images, torch.arange(50) % 7, batch_size=16, mean=MEAN, std=STD, device="cpu", train=train, seed=2
-    )
+    kw = dict(batch_size=16, mean=MEAN, std=STD, device="cpu", train=train, seed=2, device_share=device_share)
+    loader = DeviceLoader(images, torch.arange(50) % 7, **kw)
+    assert loader.on_device == (device_share == 1.0)
     batches = loader.epoch(3)
     first, names = run_instrumented(lambda: next(batches))  # the epoch's draws and its first batch
     assert_sync_free(names)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dih.data.images import NORMALIZATION, ImageData
 from dih.data.split import stratified_split
 from dih.errors import UserError, unknown_name
@@ -20,6 +22,7 @@ __all__ = [
     "ImageData",
     "dataset_identity",
     "load_data",
+    "compact_rows",
     "stratified_split",
     "train_split_size",
 ]
@@ -89,13 +92,28 @@ def load_data(cfg: Any) -> ImageData:
     if fraction == 0.0:
         return data
     train_idx, val_idx = stratified_split(data.train_labels, fraction, int(f.get("split_seed") or 0))
+    val_images = data.train_images[val_idx]
     return dataclasses.replace(
         data,
-        train_images=data.train_images[train_idx],
+        train_images=compact_rows(data.train_images, train_idx),
         train_labels=data.train_labels[train_idx],
-        val_images=data.train_images[val_idx],
+        val_images=val_images,
         val_labels=data.train_labels[val_idx],
     )
+
+
+def compact_rows(rows: torch.Tensor, keep: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """``rows[keep]`` for sorted, distinct `keep`, made by moving the kept rows to the front of `rows` in
+    place (overwriting it) and returning that prefix as a view.
+
+    Gathering the training split into a new tensor held the whole set twice at the peak (the full array and
+    the gathered copy); this holds it once, plus one chunk. Since keep[j] >= j, writing chunk by chunk from
+    the front never overwrites a row a later chunk still reads.
+    """
+    for start in range(0, len(keep), chunk):
+        idx = keep[start : start + chunk]
+        rows[start : start + len(idx)] = rows[idx]
+    return rows[: len(keep)]
 
 
 def dataset_identity(cfg: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Image-folder data sets (`root/train/<class>/*`, `root/test/<class>/*`), decoded once and cached as .npz.
+"""Image-folder data sets (`root/train/<class>/*`, `root/test/<class>/*`), decoded once and cached beside
+them (image_cache.py), after checking that the decoded images fit in host memory.
 
 The decode and cache functions here are shared with the Tiny-ImageNet layout (tiny_imagenet.py).
 """
@@ -16,12 +17,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from dih import atomic
+from dih.data.image_cache import read_cache, write_cache
 from dih.data.images import ImageData, channel_stats
 from dih.errors import UserError
+from dih.memory import decoded_fits, gib, host_available_bytes
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"})
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: a directory of memory-mapped .npy arrays instead of one .npz
 _CHUNK = 256  # images per decode task
 
 Sample = tuple[Path, int]
@@ -84,21 +86,24 @@ def _decode_one(path: Path, size_hw: tuple[int, int] | None) -> np.ndarray:
         raise UserError(f"Cannot read the image {path} ({err}); remove or replace it.") from None
 
 
-def _decode_all(paths: list[Path], size_hw: tuple[int, int] | None, root: Path, split: str) -> np.ndarray:
-    """Decode `paths` into one NCHW uint8 array with a thread pool; all images must end up one size."""
+def _decode_all(
+    paths: list[Path], size_hw: tuple[int, int] | None, root: Path, split: str, first: np.ndarray
+) -> np.ndarray:
+    """Decode `paths` into one NCHW uint8 array with a thread pool; all images must be the size of `first`,
+    the first training image (reused as it is for the training split)."""
     if not paths:
         raise UserError(f"No {split} images found under {root}; check dataset.root and the folder layout.")
-    first = _decode_one(paths[0], size_hw)
     h, w = first.shape[:2]
     out = np.empty((len(paths), 3, h, w), dtype=np.uint8)
 
     def work(start: int) -> None:
         for i in range(start, min(start + _CHUNK, len(paths))):
-            arr = first if i == 0 else _decode_one(paths[i], size_hw)
+            arr = first if i == 0 and split == "training" else _decode_one(paths[i], size_hw)
             if arr.shape[:2] != (h, w):
                 raise UserError(
-                    f"The images under {root} differ in size ({paths[0].name} is {w}x{h}, {paths[i].name} is "
-                    f"{arr.shape[1]}x{arr.shape[0]}); set dataset.image_size=<pixels> to resize them all."
+                    f"The images under {root} differ in size (the first training image is {w}x{h}, "
+                    f"{paths[i].name} is {arr.shape[1]}x{arr.shape[0]}); set dataset.image_size=<pixels> "
+                    f"to resize them all."
                 )
             out[i] = arr.transpose(2, 0, 1)
 
@@ -108,57 +113,34 @@ def _decode_all(paths: list[Path], size_hw: tuple[int, int] | None, root: Path, 
     return out
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write the .npz so no reader ever sees half of it."""
-    atomic.write_with(path, lambda f: np.savez(f, **arrays))
-
-
-def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when the file is missing or unreadable (then it is rebuilt)."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError):
-        return None
+def check_host_memory(root: Path, num_images: int, image_hw: tuple[int, int]) -> None:
+    """Refuse, before anything is decoded or read, a data set whose uint8 images do not fit in host
+    memory (memory.decoded_fits): a job that runs out is killed without a word, and without failed.json."""
+    nbytes = num_images * 3 * image_hw[0] * image_hw[1]
+    free = host_available_bytes()
+    if not decoded_fits(nbytes, free):
+        raise UserError(
+            f"The {num_images} images under {root} take {gib(nbytes)} decoded at {image_hw[1]}x{image_hw[0]} "
+            f"but only {gib(free or 0)} of host memory is free; set a smaller dataset.image_size=, run on a "
+            f"job with more memory (e.g. hydra.launcher.mem_gb=), or use fewer images."
+        )
 
 
 def decode_cached(
     root: Path, name: str, class_names: list[str], train: list[Sample], test: list[Sample], image_size=None
 ) -> ImageData:
-    """Decode train/test samples once, cache them as `root/.dih_cache_<hash>.npz`, reuse the cache later.
+    """Decode train/test samples once, cache them in `root/.dih_cache_<hash>/`, reuse the cache later.
 
-    The returned mean/std are computed from the training images (also cached); val is empty.
+    The decoded size is checked against free host memory first (check_host_memory), also for a cached
+    set, whose split is gathered into memory. The returned mean/std are computed from the training images
+    (also cached); val is empty. Images come back memory-mapped from the cache where it could be written.
     """
-    path = root / f".dih_cache_{_cache_key(root, train, test, class_names, image_size)}.npz"
-    arrays = _read_cache(path)
-    if arrays is None:
-        size_hw = _size_hw(image_size)
-        train_x = _decode_all([p for p, _ in train], size_hw, root, "training")
-        test_x = _decode_all([p for p, _ in test], size_hw, root, "test")
-        if test_x.shape[1:] != train_x.shape[1:]:
-            raise UserError(
-                f"The test images under {root} are {test_x.shape[3]}x{test_x.shape[2]} but the training "
-                f"images are {train_x.shape[3]}x{train_x.shape[2]}; set dataset.image_size=<pixels> to "
-                f"resize them all."
-            )
-        mean, std = channel_stats(torch.from_numpy(train_x))
-        arrays = {
-            "train_images": train_x,
-            "train_labels": np.array([lab for _, lab in train], dtype=np.int64),
-            "test_images": test_x,
-            "test_labels": np.array([lab for _, lab in test], dtype=np.int64),
-            "mean": np.array(mean),
-            "std": np.array(std),
-        }
-        try:
-            _write_cache(path, arrays)
-        except OSError as err:
-            warnings.warn(
-                f"could not write the image cache {path} ({err}); images will be decoded again next time",
-                stacklevel=2,
-            )
+    path = root / f".dih_cache_{_cache_key(root, train, test, class_names, image_size)}"
+    arrays = read_cache(path)
+    if arrays is not None:
+        check_host_memory(root, len(train) + len(test), arrays["train_images"].shape[2:])
+    else:
+        arrays = _decode(root, path, train, test, _size_hw(image_size))
     train_x = torch.from_numpy(arrays["train_images"])
     return ImageData(
         name=name,
@@ -173,6 +155,41 @@ def decode_cached(
         test_labels=torch.from_numpy(arrays["test_labels"]),
         class_names=list(class_names),
     )
+
+
+def _decode(
+    root: Path, path: Path, train: list[Sample], test: list[Sample], size_hw: tuple[int, int] | None
+) -> dict[str, np.ndarray]:
+    """Check the memory, decode every image, write the cache at `path` and return it memory-mapped (the
+    decoded arrays themselves where it cannot be written)."""
+    if not train:
+        raise UserError(f"No training images found under {root}; check dataset.root and the folder layout.")
+    # the configured size, else the first image's: decoding one image to learn it is cheap
+    first = None if size_hw else _decode_one(train[0][0], size_hw)
+    check_host_memory(root, len(train) + len(test), size_hw or first.shape[:2])
+    if first is None:
+        first = _decode_one(train[0][0], size_hw)
+    train_x = _decode_all([p for p, _ in train], size_hw, root, "training", first)
+    test_x = _decode_all([p for p, _ in test], size_hw, root, "test", first)
+    mean, std = channel_stats(torch.from_numpy(train_x))
+    arrays = {
+        "train_images": train_x,
+        "train_labels": np.array([lab for _, lab in train], dtype=np.int64),
+        "test_images": test_x,
+        "test_labels": np.array([lab for _, lab in test], dtype=np.int64),
+        "mean": np.array(mean),
+        "std": np.array(std),
+    }
+    try:
+        write_cache(path, arrays)
+    except OSError as err:
+        warnings.warn(
+            f"could not write the image cache {path} ({err}); images will be decoded again next time",
+            stacklevel=3,
+        )
+        return arrays
+    # the mapped cache instead of the decoded copy: file pages the kernel can drop, not process memory
+    return read_cache(path) or arrays
 
 
 def load_folder(root: str | Path, image_size=None) -> ImageData:

@@ -1,4 +1,5 @@
-"""The on-device loader: the data set lives on the device as uint8; crop, flip and normalise run per batch."""
+"""The on-device loader: the data set lives on the device as uint8 (in host memory when it does not fit
+there, each batch moved on its own); crop, flip and normalise run per batch on the device."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dih.memory import decoded_fits, free_bytes
+
 # Part of every trained artifact's key: bump when the order, crops, flips or normalisation a seed gives
 # change (docs/versions.md).
 VERSION = 1
+# The share of the device's free memory a split's images may take, else they stay in host memory: the
+# cohort cache's default share (teacher_side.cache_device_share), the rest left for models and activations.
+DEVICE_SHARE = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,8 +102,16 @@ def epoch_seed(seed: int, epoch: int, stream: str = "loader") -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
+def images_on_device(nbytes: int, device: torch.device, share: float = DEVICE_SHARE) -> bool:
+    """Whether a split of `nbytes` uint8 images is held on `device` (it fits in `share` of its free
+    memory), rather than in host memory with each batch gathered there and moved."""
+    return decoded_fits(nbytes, free_bytes(device), share)
+
+
 class DeviceLoader:
-    """Batches from uint8 tensors held on `device`; training order and augmentation follow (seed, epoch)."""
+    """Batches from uint8 tensors held on `device` (or, where they do not fit in `device_share` of its free
+    memory, in host memory: each batch is gathered there, into pinned memory on CUDA, and copied without
+    blocking; the same pixels either way); training order and augmentation follow (seed, epoch)."""
 
     def __init__(
         self,
@@ -111,6 +125,7 @@ class DeviceLoader:
         train: bool,
         seed: int = 0,
         pad: int = 4,
+        device_share: float = DEVICE_SHARE,
     ) -> None:
         if images_u8.dtype != torch.uint8 or images_u8.dim() != 4:
             raise ValueError(
@@ -121,7 +136,12 @@ class DeviceLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.device = torch.device(device)
-        self.images = images_u8.to(self.device)
+        # images already on an accelerator stay there; on the CPU both paths hold the same memory and the
+        # share alone decides (which also lets the host path be exercised there)
+        already_there = images_u8.device == self.device and self.device.type != "cpu"
+        self.on_device = already_there or images_on_device(images_u8.nelement(), self.device, device_share)
+        self.images = images_u8.to(self.device) if self.on_device else images_u8.cpu()
+        self._pin = self.device.type == "cuda"
         self.labels = labels.to(self.device, torch.int64)
         self.batch_size = int(batch_size)
         self.mean, self.std = tuple(mean), tuple(std)
@@ -157,7 +177,11 @@ class DeviceLoader:
         for start in range(0, self.num_samples, self.batch_size):
             idx = order[start : start + self.batch_size]
             sh, fl = shifts[start : start + self.batch_size], flips[start : start + self.batch_size]
-            x = self.images[idx]
+            x = (
+                self.images[idx]
+                if self.on_device
+                else self._from_host(plan.order[start : start + self.batch_size])
+            )
             if self.train:
                 x = augment(x, sh, fl, self.pad)
             yield Batch(
@@ -170,3 +194,10 @@ class DeviceLoader:
                 plan=plan,
                 start=start,
             )
+
+    def _from_host(self, index: torch.Tensor) -> torch.Tensor:
+        """The rows `index` (a host tensor: the epoch's draws) of the host-held images, gathered on the host
+        into their own pinned block (CUDA) and copied to the device without blocking: no synchronisation."""
+        out = torch.empty(len(index), *self.images.shape[1:], dtype=torch.uint8, pin_memory=self._pin)
+        torch.index_select(self.images, 0, index, out=out)
+        return out.to(self.device, non_blocking=True)
