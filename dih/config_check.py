@@ -238,6 +238,9 @@ _DATA = {
     "root": Nullable(Text()),
     "val_fraction": Number(0, 1, high_open=True),
     "split_seed": SEED,
+    # optional: configs written before these settings existed lack them
+    "train_per_class?": Nullable(COUNT),  # at most the smallest class's size: checked when the data loads
+    "label?": Nullable(Text()),
 }
 
 DATASETS = ByName(

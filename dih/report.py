@@ -6,7 +6,9 @@
 A run directory is one with the ``config.yaml`` that ``dih.pipeline.run`` writes; beside it ``summary.json``
 (finished), ``failed.json`` (failed) or neither (running or killed). Failed and unfinished runs are listed
 in the report, never dropped. Rows are (data set, teacher, student), columns are methods in the paper's
-order, cells the mean +- sample std of the student's test accuracy over seeds.
+order, cells the mean +- sample std of the student's test accuracy over seeds; then each method's paired
+difference against CE and KD over the seeds both have (dih/paired.py). A data set is named as a reader knows
+it: dataset.label, else an image folder's directory name.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import csv
 import sys
 from pathlib import Path
 
+from dih import paired
 from dih.errors import UserError
 from dih.results import (
     VARIANT_TITLES,
@@ -46,7 +49,8 @@ def write_csv(found: list[Table], path: Path) -> None:
                         continue
                     std = "" if cell.std is None else f"{cell.std:.4f}"
                     seeds = " ".join(str(s) for s in cell.seeds)
-                    writer.writerow([*row, column, t.variant, f"{cell.mean:.4f}", std, cell.n, seeds])
+                    names = [row.title or row.dataset, row.teacher, row.student, row.setting]
+                    writer.writerow([*names, column, t.variant, f"{cell.mean:.4f}", std, cell.n, seeds])
 
 
 def _markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
@@ -61,6 +65,7 @@ def markdown(
     found: list[Table],
     head_results: list[HeadsResult],
     notes: list[str],
+    differences: list[paired.Paired] = (),
 ) -> str:
     """results.md: the tables, then every run that is not in them, the heads, the plots."""
     counts = {s: sum(r.status == s for r in records) for s in ("done", "failed", "unfinished")}
@@ -80,6 +85,7 @@ def markdown(
             [row.label] + [c.text() if (c := t.cell(row, m)) else "–" for m in t.columns] for row in t.rows
         ]
         out += _markdown_table(["data set / teacher → student", *t.columns], lines)
+    out += paired.markdown(list(differences), _markdown_table)
     teacher_side = [r for r in records if r.status == "done" and r.accuracy() is None]
     failed = [r for r in records if r.status == "failed"]
     unfinished = [r for r in records if r.status == "unfinished"]
@@ -143,7 +149,9 @@ def write_report(directory: Path | str, out: Path | str | None = None) -> Path:
             "(artifact store moved?)."
         )
     write_csv(found, out / "results.csv")
-    (out / "results.md").write_text(markdown(directory, records, found, head_results, notes))
+    differences = paired.all_paired(records)
+    paired.write_csv(differences, out / "paired.csv")
+    (out / "results.md").write_text(markdown(directory, records, found, head_results, notes, differences))
     return out
 
 

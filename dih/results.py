@@ -21,6 +21,7 @@ import yaml
 
 from dih.errors import UserError
 from dih.models.zoo import MODEL_NAMES, model_size
+from dih.run_dirs import artifact_stores, dataset_title
 
 METHOD_ORDER = ("ce", "kd", "fitnets", "takd", "at", "crd", "tofd", "mhkd", "dih")
 DATASET_ORDER = ("cifar10", "cifar100", "tiny_imagenet")
@@ -44,6 +45,7 @@ IGNORED = (
     "teacher_side.compile",
     "teacher_side.cache_device_share",
     "dataset.name",
+    "dataset.label",  # a name for reports: it titles the row instead
     "teacher.name",
     "student.name",
     "method.name",
@@ -62,10 +64,11 @@ class Row(NamedTuple):
     teacher: str
     student: str
     setting: str = ""
+    title: str = ""  # the data set's name for readers (dataset_title) where it is not `dataset`
 
     @property
     def label(self) -> str:
-        text = f"{self.dataset} / {self.teacher} → {self.student}"
+        text = f"{self.title or self.dataset} / {self.teacher} → {self.student}"
         return f"{text} ({self.setting})" if self.setting else text
 
 
@@ -84,6 +87,7 @@ class RunRecord:
     summary: dict | None = None
     error: str | None = None
     setting: str = ""  # settings that tell this run's row apart from the same pair's other rows
+    title: str = ""  # the data set's name for readers, where it is not `dataset`
     options: str = ""  # method settings that tell this run's column apart from the same method's others
 
     @property
@@ -92,7 +96,7 @@ class RunRecord:
 
     @property
     def row(self) -> Row:
-        return Row(self.dataset, self.teacher, self.student, self.setting)
+        return Row(self.dataset, self.teacher, self.student, self.setting, self.title)
 
     @property
     def column(self) -> str:
@@ -153,10 +157,11 @@ class HeadsResult:
     heads: list[float]
     teacher_acc: float | None
     n: int  # distinct heads artifacts averaged
+    title: str = ""
 
     @property
     def label(self) -> str:
-        text = f"{self.dataset} / {self.teacher} ({self.kind} heads)"
+        text = f"{self.title or self.dataset} / {self.teacher} ({self.kind} heads)"
         return f"{text}, {self.setting}" if self.setting else text
 
 
@@ -191,6 +196,8 @@ def _read_run(path: Path) -> RunRecord | None:
     except (yaml.YAMLError, OSError, TypeError, KeyError):
         return None
     record = RunRecord(path, "unfinished", **names, seed=config.get("seed"), config=config)
+    title = dataset_title(config["dataset"])
+    record.title = "" if title == record.dataset else title
     if (path / "summary.json").exists():
         try:
             record.summary = json.loads((path / "summary.json").read_text())
@@ -308,9 +315,10 @@ def heads(records: list[RunRecord]) -> list[HeadsResult]:
             continue
         kind = str((r.config.get("method") or {}).get("heads", "linear"))
         teacher_acc = r.stages.get("teacher", {}).get("test/acc_last")
-        groups[(r.dataset, r.teacher, kind, r.setting)][stage.get("key", str(r.path))] = (accs, teacher_acc)
+        group = groups[(r.dataset, r.teacher, kind, r.setting, r.title)]
+        group[stage.get("key", str(r.path))] = (accs, teacher_acc)
     results = []
-    for (dataset, teacher, kind, setting), found in groups.items():
+    for (dataset, teacher, kind, setting, title), found in groups.items():
         depths = min(len(accs) for accs, _ in found.values())
         teacher_accs = [t for _, t in found.values() if t is not None]
         results.append(
@@ -322,20 +330,13 @@ def heads(records: list[RunRecord]) -> list[HeadsResult]:
                 [statistics.mean(accs[i] for accs, _ in found.values()) for i in range(depths)],
                 statistics.mean(teacher_accs) if teacher_accs else None,
                 len(found),
+                title,
             )
         )
     return sorted(results, key=lambda h: (_row_order(Row(h.dataset, h.teacher, "", h.setting)), h.kind))
 
 
 # ----------------------------------------------------------------------------------------------- curves
-
-
-def _stores(record: RunRecord) -> list[Path]:
-    """Where the run's artifact store may be: its root as given, or relative to an ancestor or the cwd."""
-    root = Path(str((record.config.get("artifacts") or {}).get("root", "artifacts")))
-    if root.is_absolute():
-        return [root]
-    return [base / root for base in (record.path, *record.path.parents, Path.cwd())]
 
 
 def _read_lines(path: Path, stage: str | None = None) -> list[dict]:
@@ -357,7 +358,7 @@ def student_curve(record: RunRecord) -> list[tuple[int, float]] | None:
     if key is None:
         return None
     lines = None
-    for store in _stores(record):
+    for store in artifact_stores(record.path, record.config):
         if (store / key / "metrics.jsonl").is_file():
             lines = _read_lines(store / key / "metrics.jsonl")
             break

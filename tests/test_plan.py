@@ -124,10 +124,11 @@ def test_every_field_of_a_spec_changes_its_key(spec):
         recipe = dataclasses.replace(spec.recipe, **{name: changed(getattr(spec.recipe, name))})
         assert dataclasses.replace(spec, recipe=recipe).key != spec.key, f"recipe.{name}"
     for name, value in spec.data.items():
-        if name != "root":  # where CIFAR's files are is not what they are
+        if name not in ("root", "label"):  # where CIFAR's files are is not what they are; a label names them
             other = dataclasses.replace(spec, data={**spec.data, name: changed(value)})
             assert other.key != spec.key, f"data.{name}"
     assert dataclasses.replace(spec, data={**spec.data, "root": "/elsewhere"}).key == spec.key
+    assert dataclasses.replace(spec, data={**spec.data, "label": "CIFAR"}).key == spec.key
 
 
 def test_nothing_outside_the_spec_changes_a_key():
@@ -143,6 +144,7 @@ def test_nothing_outside_the_spec_changes_a_key():
         "artifacts.root=/somewhere/else",
         "artifacts.on_corrupt=refuse",
         "dataset.root=/another/copy",
+        "dataset.label=a-name-for-reports",
     ]:
         assert keys("method=dih", outside) == base, outside
     # and a student's seed reaches the student only: one teacher, one set of heads, one cache

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dih import report, results
+from dih import paired, report, results
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -191,6 +191,68 @@ def test_markdown_and_csv(sweep, tmp_path):
     assert (out / "heads.png").read_bytes().startswith(PNG_MAGIC)
     assert not (out / "curves.png").exists()  # no artifact store: said so instead
     assert "curves.png: nothing to plot yet" in md
+
+
+def test_paired_differences_match_a_hand_computation(sweep, tmp_path):
+    found = {(p.column, p.baseline, p.variant): p for p in paired.all_paired(results.gather(sweep["root"]))}
+    row = results.Row("cifar100", "res110", "res8")
+    # dih - ce per seed: 61.2-57.3, 60.1-58.8, 62.9-56.0 = 3.9, 1.3, 6.9; mean 4.0333, sample std 2.8024
+    dih_ce = found[("dih", "ce", "last")]
+    assert dih_ce.row == row and dih_ce.seeds == [30, 50, 67]
+    assert dih_ce.diffs == pytest.approx([3.9, 1.3, 6.9])
+    assert dih_ce.mean == pytest.approx(4.0333, abs=1e-4) and dih_ce.std == pytest.approx(2.8024, abs=1e-4)
+    # kd - ce: 1.7, -0.7, 4.5; mean 1.8333, sample std 2.6026; best_val shifts both by -1: the same
+    for variant in ("last", "best_val"):
+        kd_ce = found[("kd", "ce", variant)]
+        assert kd_ce.mean == pytest.approx(1.8333, abs=1e-4) and kd_ce.std == pytest.approx(2.6026, abs=1e-4)
+    # dih - kd: 2.2, 2.0, 2.4; mean 2.2, sample std 0.2
+    dih_kd = found[("dih", "kd", "last")]
+    assert dih_kd.mean == pytest.approx(2.2) and dih_kd.std == pytest.approx(0.2)
+    mynew = found[("mynew", "ce", "last")]  # one seed (30): 50.5 - 57.3, no spread
+    assert mynew.diffs == pytest.approx([-6.8]) and mynew.std is None and "±" not in mynew.text()
+    # CE is never compared (KD against CE says it); rows without CE (cifar10, res20) have no pairs at all
+    assert not any(p.column == "ce" for p in found.values())
+    assert {p.row for p in found.values()} == {row}
+    out = tmp_path / "out"
+    report.write_report(sweep["root"], out)
+    md = (out / "results.md").read_text()
+    assert (
+        "### Against CE, at the last epoch" in md and "### Against KD, at the epoch of best validation" in md
+    )
+    assert "+4.03 ± 2.80 (n=3)" in md and "-6.80 (n=1)" in md
+    with (out / "paired.csv").open() as f:
+        lines = {(x["method"], x["baseline"], x["variant"]): x for x in csv.DictReader(f)}
+    assert lines[("dih", "kd", "best_val")]["mean_diff"] == "2.2000"
+    assert lines[("dih", "kd", "best_val")]["std_diff"] == "0.2000"
+
+
+def test_only_seeds_both_methods_have_are_paired(tmp_path):
+    root = tmp_path / "sweep"
+    for seed, acc in ((30, 50.0), (50, 52.0)):
+        write_run(root / f"ce_s{seed}", "ce", seed, last=acc)
+    for seed, acc in ((50, 55.0), (67, 99.0)):
+        write_run(root / f"dih_s{seed}", "dih", seed, last=acc)
+    (only,) = paired.paired(results.gather(root))
+    assert (only.column, only.baseline, only.seeds, only.diffs) == ("dih", "ce", [50], [3.0])
+
+
+def test_a_folder_data_set_is_named_by_its_label_or_directory(tmp_path):
+    root = tmp_path / "sweep"
+    folder = {"name": "folder", "root": "/data/flowers102", "label": None}
+    write_run(root / "a", "kd", 30, dataset="folder", last=60.0, config={"dataset": folder})
+    labelled = {**folder, "root": "/data/pets", "label": "Oxford Pets"}
+    write_run(root / "b", "kd", 30, dataset="folder", last=61.0, config={"dataset": labelled})
+    write_run(root / "c", "kd", 30, dataset="cifar10", last=62.0, config={"dataset": {"label": None}})
+    records = results.gather(root)
+    assert sorted(r.row.label.split(" / ")[0] for r in records) == ["Oxford Pets", "cifar10", "flowers102"]
+    assert not any("label" in r.setting for r in records)  # a name, never a setting that splits rows
+    out = tmp_path / "out"
+    report.write_report(root, out)
+    md = (out / "results.md").read_text()
+    assert "| flowers102 / res110 → res8" in md and "| Oxford Pets / res110 → res8" in md
+    assert "folder /" not in md
+    with (out / "results.csv").open() as f:
+        assert sorted(x["dataset"] for x in csv.DictReader(f)) == ["Oxford Pets", "cifar10", "flowers102"]
 
 
 def test_empty_directory_is_a_one_sentence_error(tmp_path, capsys):

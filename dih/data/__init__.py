@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from dih.data.images import NORMALIZATION, ImageData
-from dih.data.split import stratified_split
+from dih.data.split import stratified_split, subset_split
 from dih.errors import UserError, unknown_name
 
 DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "folder", "synthetic")
@@ -26,8 +26,14 @@ __all__ = [
     "stratified_split",
     "train_split_size",
 ]
-# Training-set sizes of the data sets with a fixed size (before the validation hold-out).
+# Training-set sizes and class counts of the data sets with a fixed size (before the validation hold-out).
 _TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
+_NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200}
+# Settings that never change the data: a name for reports only.
+_NOT_IN_IDENTITY = ("label",)
+# Settings added after keys were first made: left out of the identity at their default (None), so every
+# artifact made before they existed keeps its key.
+_IDENTITY_WHEN_SET = ("train_per_class",)
 
 
 def _fields(cfg: Any) -> dict[str, Any]:
@@ -89,10 +95,14 @@ def load_data(cfg: Any) -> ImageData:
             f"dataset.val_fraction is {fraction}; set it to a value in [0, 1) (0 = no validation)."
         )
     data = _load_full(f)
-    if fraction == 0.0:
+    seed, per_class = int(f.get("split_seed") or 0), f.get("train_per_class")
+    if per_class is not None:
+        train_idx, val_idx = subset_split(data.train_labels, int(per_class), fraction, seed, data.class_names)
+    elif fraction == 0.0:
         return data
-    train_idx, val_idx = stratified_split(data.train_labels, fraction, int(f.get("split_seed") or 0))
-    val_images = data.train_images[val_idx]
+    else:
+        train_idx, val_idx = stratified_split(data.train_labels, fraction, seed)
+    val_images = data.train_images[val_idx]  # gathered before compact_rows overwrites the rows in place
     return dataclasses.replace(
         data,
         train_images=compact_rows(data.train_images, train_idx),
@@ -117,11 +127,17 @@ def compact_rows(rows: torch.Tensor, keep: torch.Tensor, chunk: int = 4096) -> t
 
 
 def dataset_identity(cfg: Any) -> dict[str, Any]:
-    """The settings that determine the data a run sees, for content hashes: all fields but `root`.
+    """The settings that determine the data a run sees, for content hashes: all fields but `root` and
+    `label`, and `train_per_class` only when set.
 
     For folder and tiny_imagenet the resolved absolute root is included, since it names the data itself.
     """
     f = _fields(cfg)
+    for name in _NOT_IN_IDENTITY:
+        f.pop(name, None)
+    for name in _IDENTITY_WHEN_SET:
+        if f.get(name) is None:
+            f.pop(name, None)
     root = f.pop("root", None)
     if f.get("name") in _ROOT_IN_IDENTITY:
         f["root"] = None if root in (None, "") else str(resolve_root(root))
@@ -132,16 +148,19 @@ def train_split_size(cfg: Any) -> int | None:
     """About how many images the training split holds, without loading the data (for a plan's cost);
     None for an image folder that is not there."""
     f = _fields(cfg)
-    name = f.get("name")
+    name, per_class = f.get("name"), f.get("train_per_class")
     if name == "synthetic":
-        total = int(f.get("train_size") or 600)
+        total, classes = int(f.get("train_size") or 600), int(f.get("num_classes") or 10)
     elif name == "folder":
         train = Path(resolve_root(f["root"])) / "train" if f.get("root") else None
         if train is None or not train.is_dir():
             return None
         total = sum(1 for p in train.glob("*/*") if p.is_file())
+        classes = sum(1 for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))
     else:
-        total = _TRAIN_SIZES.get(name)
+        total, classes = _TRAIN_SIZES.get(name), _NUM_CLASSES.get(name)
         if total is None:
             return None
+    if per_class is not None:
+        return int(per_class) * classes
     return total - round(total * float(f.get("val_fraction") or 0.0))

@@ -1,9 +1,11 @@
-"""The fixed, class-stratified validation hold-out (SPEC section 1)."""
+"""The fixed, class-stratified validation hold-out (SPEC section 1) and the class-balanced training subset."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from dih.errors import UserError
 
 
 def stratified_split(labels, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,3 +29,43 @@ def stratified_split(labels, fraction: float, seed: int) -> tuple[torch.Tensor, 
     keep[val] = False
     train = np.flatnonzero(keep)
     return torch.from_numpy(train.astype(np.int64)), torch.from_numpy(val.astype(np.int64))
+
+
+def subset_split(
+    labels, per_class: int, fraction: float, seed: int, class_names: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A class-balanced training subset of `per_class` images of each class, and the validation split held
+    out of the rest: (train_idx, val_idx), both sorted int64.
+
+    Each class is permuted once with `seed`: its first `per_class` images train, the next round(fraction *
+    n_c) validate (as many as the full-data split holds out), the rest go unused. A class too small for
+    both is refused with the largest `per_class` that fits.
+    """
+    labels_np = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    classes = np.unique(labels_np)
+    sizes = {int(c): int((labels_np == c).sum()) for c in classes}
+    held = {c: round(float(fraction) * n) for c, n in sizes.items()}
+    smallest = min(sizes, key=lambda c: (sizes[c], c))
+    if per_class > sizes[smallest]:
+        raise UserError(
+            f"dataset.train_per_class={per_class} is more than the smallest class ({class_names[smallest]}, "
+            f"{sizes[smallest]} training images) holds; set it to at most {sizes[smallest]}."
+        )
+    tightest = min(sizes, key=lambda c: (sizes[c] - held[c], c))
+    room = sizes[tightest] - held[tightest]
+    if per_class > room:
+        raise UserError(
+            f"dataset.train_per_class={per_class} leaves class {class_names[tightest]} too few images for "
+            f"its {held[tightest]} validation images (val_fraction {fraction} of {sizes[tightest]}); set "
+            f"train_per_class to at most {room} or lower dataset.val_fraction."
+        )
+    rng = np.random.default_rng(int(seed))
+    train, val = [], []
+    for c in classes:
+        order = rng.permutation(np.flatnonzero(labels_np == c))
+        train.append(order[:per_class])
+        val.append(order[per_class : per_class + held[int(c)]])
+    return (
+        torch.from_numpy(np.sort(np.concatenate(train)).astype(np.int64)),
+        torch.from_numpy(np.sort(np.concatenate(val)).astype(np.int64)),
+    )

@@ -1,0 +1,134 @@
+"""Export a trained model as a torch.export program (.pt2), for use without this project:
+
+    python -m dih.export outputs/<run dir> --out student.pt2         # or <store>/<student key>
+
+The file is loadable with plain torch (any batch size); the model maps float NCHW images, normalised per
+channel with the recorded mean and std, to logits. What a user needs besides the weights travels inside it
+as dih.json:
+
+    files = {"dih.json": ""}
+    model = torch.export.load("student.pt2", extra_files=files).module()
+    meta = json.loads(files["dih.json"])   # class_names, mean, std, image_size [h, w], channels, model...
+    logits = model((images / 255 - mean[:, None, None]) / std[:, None, None])
+
+(or ``dih.export.read(path)`` for both). Class names and the normalisation come from the data set the
+model was trained on, read when exporting (an image folder from its decoded cache): artifacts hold weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dih.errors import UserError
+from dih.loading import find_artifact, run_config
+from dih.run_dirs import dataset_title
+
+METADATA = "dih.json"
+
+
+def data_settings(path: Path, artifact, data_root: str | None) -> dict:
+    """The data set settings the model was trained on: a run's config.yaml, else the artifact's identity
+    (where CIFAR's files are is not in it: they are looked for under ``data`` unless ``data_root`` says)."""
+    if (path / "config.yaml").is_file():
+        settings = dict(run_config(path).get("dataset") or {})
+        root = settings.get("root")
+        if root and not Path(root).is_absolute():  # relative to where run.py was started
+            bases = [path.resolve(), *path.resolve().parents]
+            settings["root"] = str(next((b / root for b in bases if (b / root).exists()), Path(root)))
+    else:
+        settings = dict(artifact.meta.get("identity", {}).get("data") or {})
+        settings.setdefault("root", "data")
+    if data_root is not None:
+        settings["root"] = data_root
+    return settings
+
+
+def describe(path: Path, artifact, data_root: str | None = None) -> dict:
+    """The metadata written beside the weights."""
+    from dih.data import load_data
+
+    settings = data_settings(path, artifact, data_root)
+    data = load_data(settings)
+    payload = artifact.load()
+    _, height, width = data.image_shape
+    return {
+        "model": payload["name"],
+        "num_classes": int(payload["num_classes"]),
+        "class_names": list(data.class_names),
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "channels": data.image_shape[0],
+        "image_size": [height, width],
+        "input": "float RGB NCHW: pixels / 255, minus mean, divided by std, per channel",
+        "dataset": dataset_title(settings),
+        "artifact": artifact.key,
+    }
+
+
+def export(path: str | Path, out: str | Path, data_root: str | None = None) -> dict:
+    """Write the model that ``path`` names as a torch.export program to ``out`` with its metadata; return the
+    metadata."""
+    import torch
+    from torch import nn
+
+    from dih.stages.artifact_io import load_model
+
+    path = Path(path)
+    artifact = find_artifact(path)
+    meta = describe(path, artifact, data_root)
+    if meta["num_classes"] != len(meta["class_names"]):
+        raise UserError(
+            f"The model has {meta['num_classes']} classes but its data set has {len(meta['class_names'])}; "
+            "pass --data-root= the data it was trained on."
+        )
+
+    class Logits(nn.Module):  # the zoo's models return logits with their features; a deployed one, logits
+        def __init__(self, model: nn.Module):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x).logits
+
+    model = Logits(load_model(artifact, torch.device("cpu")).eval())
+    example = torch.zeros(2, meta["channels"], *meta["image_size"])
+    program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, str(out), extra_files={METADATA: json.dumps(meta)})
+    return meta
+
+
+def read(path: str | Path):
+    """(the model as a callable module, its metadata) of a file ``export`` wrote."""
+    import torch
+
+    files = {METADATA: ""}
+    module = torch.export.load(str(path), extra_files=files).module()
+    return module, json.loads(files[METADATA])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dih.export",
+        description="Write a trained model as a torch.export program with its class names and normalisation.",
+    )
+    parser.add_argument("path", type=Path, help="a finished run directory (its student) or a model artifact")
+    parser.add_argument("--out", type=Path, required=True, help="the file to write, e.g. student.pt2")
+    parser.add_argument("--data-root", default=None, help="where the training data is, if not where it was")
+    args = parser.parse_args(argv)
+    try:
+        meta = export(args.path, args.out, args.data_root)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    what = f"{meta['model']} ({meta['artifact']}, {meta['num_classes']} classes of {meta['dataset']})"
+    print(f"{what} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

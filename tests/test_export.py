@@ -1,0 +1,107 @@
+"""A trained model out of the pipeline: dih.load_model and python -m dih.export on a real tiny run,
+round-tripped to equal logits, and the one-sentence refusals."""
+
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT, run_cli, summary
+
+import dih
+from dih import export
+from dih.data import load_data
+from dih.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One finished kd run on tiny synthetic data (a teacher and a student artifact), with a label, run from
+    its own directory so artifacts.root stays relative as a user would leave it."""
+    tmp = tmp_path_factory.mktemp("export")
+    run_cli(
+        tmp,
+        "method=kd",
+        "teacher_side.cache=false",
+        "trainer.epochs=1",
+        "trainer.milestones=[]",
+        "dataset.label=blobs",
+        "artifacts.root=artifacts",  # after conftest's absolute one: relative to the run's start directory
+    )
+    return tmp
+
+
+def test_load_model_from_a_run_dir_and_its_artifact(trained):
+    stages = summary(trained)["stages"]
+    model = dih.load_model(trained / "run")
+    assert not model.training
+    direct = dih.load_model(trained / "artifacts" / stages["student"]["key"])
+    teacher = dih.load_model(trained / "artifacts" / stages["teacher"]["key"])
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        logits = model(x).logits
+        assert logits.shape == (3, 10)
+        assert torch.equal(logits, direct(x).logits)
+        assert not torch.allclose(logits, teacher(x).logits)  # the run's model is its student
+
+
+def test_export_round_trips_to_equal_logits_with_its_metadata(trained, tmp_path):
+    out = tmp_path / "student.pt2"
+    assert export.main([str(trained / "run"), "--out", str(out)]) == 0
+    files = {"dih.json": ""}
+    module = torch.export.load(str(out), extra_files=files).module()  # plain torch, no dih
+    meta = json.loads(files["dih.json"])
+    assert meta["class_names"] == [f"class{i}" for i in range(10)] and meta["num_classes"] == 10
+    assert meta["image_size"] == [16, 16] and meta["channels"] == 3 and meta["model"] == "res8"
+    assert meta["dataset"] == "blobs" and meta["artifact"] == summary(trained)["stages"]["student"]["key"]
+    data = load_data(yaml.safe_load((trained / "run" / "config.yaml").read_text())["dataset"])
+    assert meta["mean"] == pytest.approx(list(data.mean)) and meta["std"] == pytest.approx(list(data.std))
+    x = (data.test_images[:5].float() / 255 - torch.tensor(meta["mean"])[:, None, None]) / torch.tensor(
+        meta["std"]
+    )[:, None, None]
+    with torch.no_grad():
+        expected = dih.load_model(trained / "run")(x).logits
+        assert torch.allclose(module(x), expected, atol=1e-5)
+        assert module(x[:1]).shape == (1, 10)  # any batch size, not only the traced one
+    again, meta_again = export.read(out)
+    assert meta_again == meta
+    with torch.no_grad():
+        assert torch.allclose(again(x), expected, atol=1e-5)
+
+
+def test_the_relative_store_is_found_from_elsewhere(trained, tmp_path, monkeypatch):
+    moved = tmp_path / "project"
+    shutil.copytree(trained, moved)
+    monkeypatch.chdir(tmp_path)  # neither the start directory nor the run's: found beside the run's parent
+    key = summary(trained)["stages"]["student"]["key"]
+    assert export.export(moved / "run", tmp_path / "m.pt2")["artifact"] == key
+
+
+def test_refusals_name_the_fix(trained, tmp_path):
+    with pytest.raises(UserError, match="neither an artifact .* nor a run directory"):
+        dih.load_model(tmp_path)
+    (tmp_path / "config.yaml").write_text("dataset: {name: synthetic}\n")
+    with pytest.raises(UserError, match="has not finished"):
+        dih.load_model(tmp_path)
+    lone = tmp_path / "lone"
+    shutil.copytree(trained / "run", lone)  # its relative store is nowhere near
+    with pytest.raises(UserError, match="pass the artifact directory"):
+        dih.load_model(lone)
+    assert export.main([str(tmp_path), "--out", str(tmp_path / "x.pt2")]) == 2
+    # an artifact that holds no model (here a teacher's copy, marked as heads)
+    heads = tmp_path / "store" / "heads-0123456789abcdef"
+    shutil.copytree(trained / "artifacts" / summary(trained)["stages"]["teacher"]["key"], heads)
+    meta = json.loads((heads / "meta.json").read_text())
+    (heads / "meta.json").write_text(json.dumps({**meta, "kind": "heads", "key": heads.name}))
+    with pytest.raises(UserError, match="is a heads artifact, which holds no model"):
+        dih.load_model(heads)
+
+
+def test_import_dih_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, dih; assert callable(dih.load_model); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
