@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from dih import atomic
+from dih.compiled_step import CompiledForward
 from dih.data import ImageData
 from dih.data.loader import Batch, DeviceLoader, epoch_seed
 from dih.determinism import differences, environment
@@ -118,9 +119,10 @@ class Task:
             return self.cache(batch)
         return self.frozen(batch.images) if self.frozen is not None else None
 
-    def step(self, batch: Batch) -> StepOutput:
+    def step(self, batch: Batch, forward: Callable | None = None) -> StepOutput:
+        """The loss of one batch; ``forward`` runs the model in its stead (the compiled model)."""
         teacher = self.teacher_output(batch)
-        out = self.model(batch.images)
+        out = (forward or self.model)(batch.images)
         total, parts = self.loss(out, teacher, batch)
         return StepOutput(total, parts, out.logits)
 
@@ -149,8 +151,10 @@ def fit(
     eval_batch_size: int = 512,
     on_epoch: Callable[[dict], None] = lambda line: None,
     progress: bool | None = None,
+    compiled: bool = False,
 ) -> dict:
-    """Train ``task`` per ``recipe``, resuming from ``work_dir``'s checkpoint; return the stage summary."""
+    """Train ``task`` per ``recipe``, resuming from ``work_dir``'s checkpoint; return the stage summary.
+    ``compiled``: the training step runs ``task.model`` through torch.compile (dih/compiled_step.py)."""
     train = DeviceLoader(
         data.train_images,
         data.train_labels,
@@ -188,12 +192,13 @@ def fit(
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, recipe.milestones, recipe.gamma)
     history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage, device)
     show_bar = sys.stderr.isatty() if progress is None else progress
+    forward = CompiledForward(task.model, recipe.batch_size, device.type) if compiled else task.model
 
     for epoch in range(len(history) + 1, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(seed, epoch, "task"))  # the task's own draws (CRD's negatives)
         started = time.perf_counter()
         line = {"stage": stage, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        line.update(_train_epoch(task, train, optimizer, epoch, show_bar, stage))
+        line.update(_train_epoch(task, forward, train, optimizer, epoch, show_bar, stage))
         train_seconds = time.perf_counter() - started
         schedule.step()
         for split, loader in evals.items():
@@ -207,14 +212,16 @@ def fit(
     return summarize(history)
 
 
-def _train_epoch(task: Task, loader: DeviceLoader, optimizer, epoch: int, show_bar: bool, stage: str) -> dict:
+def _train_epoch(
+    task: Task, forward: Callable, loader: DeviceLoader, optimizer, epoch: int, show_bar: bool, stage: str
+) -> dict:
     task.train_mode()
     totals: dict[str, Tensor] = {}
     correct = torch.zeros((), device=loader.device)
     for batch in tqdm(
         loader.epoch(epoch), total=len(loader), desc=f"{stage} {epoch}", leave=False, disable=not show_bar
     ):
-        out = task.step(batch)
+        out = task.step(batch, forward)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
