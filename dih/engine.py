@@ -190,7 +190,10 @@ def fit(
         weight_decay=recipe.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, recipe.milestones, recipe.gamma)
-    history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage, device)
+    # Where these bits are computed (dih/determinism.py); a compiled step rounds differently from an eager
+    # one, so it is recorded too (only when on: checkpoints of eager runs keep their record unchanged).
+    setup = {**environment(device), **({"trainer.compile": True} if compiled else {})}
+    history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage, setup)
     show_bar = sys.stderr.isatty() if progress is None else progress
     forward = CompiledForward(task.model, recipe.batch_size, device.type) if compiled else task.model
 
@@ -206,7 +209,7 @@ def fit(
         line["time/epoch_s"] = round(time.perf_counter() - started, 3)
         line["time/images_per_s"] = round(train.num_samples / train_seconds, 1)
         history.append(line)
-        _save(work_dir, task, optimizer, schedule, history, device)
+        _save(work_dir, task, optimizer, schedule, history, setup)
         on_epoch(line)
         log.info("%s epoch %d/%d  %s", stage, epoch, recipe.epochs, _brief(line))
     return summarize(history)
@@ -274,19 +277,19 @@ def summarize(history: list[dict]) -> dict:
     return summary
 
 
-def _save(work_dir: Path, task: Task, optimizer, schedule, history: list[dict], device: torch.device) -> None:
+def _save(work_dir: Path, task: Task, optimizer, schedule, history: list[dict], setup: dict) -> None:
     state = {
         "learner": task.learner.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "history": history,
-        "environment": environment(device),  # where these bits were computed (dih/determinism.py)
+        "environment": setup,
     }
     atomic.torch_save(work_dir / CHECKPOINT, state)
     atomic.write_bytes(work_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
 
 
-def _resume(path: Path, task: Task, optimizer, schedule, stage: str, device: torch.device) -> list[dict]:
+def _resume(path: Path, task: Task, optimizer, schedule, stage: str, setup: dict) -> list[dict]:
     if not path.exists():
         return []
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -301,7 +304,7 @@ def _resume(path: Path, task: Task, optimizer, schedule, stage: str, device: tor
     schedule.load_state_dict(state["schedule"])
     log.info("%s: resuming after epoch %d from %s", stage, len(state["history"]), path)
     recorded = state.get("environment")  # absent from checkpoints written before it was recorded
-    changed = differences(recorded, environment(device)) if recorded is not None else []
+    changed = differences(recorded, setup) if recorded is not None else []
     if changed:
         log.warning(
             "%s: the checkpoint was written on another setup (%s); the stage resumes, but its result will "

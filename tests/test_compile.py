@@ -7,6 +7,7 @@ builder. Compilation takes tens of seconds on two cores, so the compiled stage i
 (later builds of the same model class reuse its graph)."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -114,3 +115,15 @@ def test_compiled_stage_resumes_to_the_same_weights(compiled, tmp_path):
     assert resumed["lines"][-1]["train/loss"] == compiled["lines"][-1]["train/loss"]
     for name, tensor in compiled["payload"]["model"].items():
         assert torch.equal(resumed["payload"]["model"][name], tensor), name
+
+
+def test_resuming_an_eager_checkpoint_compiled_warns_that_bits_differ(tmp_path, caplog):
+    build(tmp_path, epochs=2)
+    with caplog.at_level(logging.WARNING, logger="dih.engine"):
+        resumed = build(tmp_path, "trainer.compile=true")
+    assert [line["epoch"] for line in resumed["lines"]] == list(range(1, EPOCHS + 1))
+    (warning,) = [
+        r.getMessage() for r in caplog.records if r.name == "dih.engine" and r.levelno >= logging.WARNING
+    ]
+    assert "trainer.compile: None -> True" in warning and "not be bit-identical" in warning
+    assert resumed["checkpoint"]["environment"]["trainer.compile"] is True
