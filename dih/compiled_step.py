@@ -2,8 +2,8 @@
 
 Only the model is compiled, not the loss: a loss may draw random numbers (CRD's negatives), which compiled
 code draws differently from eager code, so results would change by more than rounding; and TOFD's reads
-the epoch as a Python number, which a compiled function would be re-specialised on every epoch. The model
-is most of a step's work; the optimiser step stays eager.
+the epoch as a Python number, on which a compiled function specialises and recompiles when it changes.
+The model is most of a step's work; the optimiser step stays eager.
 
 One graph per stage: the forward is compiled for the training batch size only, with static shapes; a batch
 of any other size (the epoch's last, partial one) runs eagerly, exactly, so nothing recompiles from epoch
