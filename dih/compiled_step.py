@@ -36,7 +36,8 @@ class CompiledForward:
         if images.shape[0] != self.batch_size:
             return self.model(images)
         if self.mode == "reduce-overhead":
-            # Each call is a new step: CUDA graphs may then reuse the previous step's output memory (the
-            # previous step's outputs are consumed by then: its loss and accuracy are computed from them).
+            # Each call is a new step, whose replay may reuse the previous step's output memory (consumed by
+            # then: its loss and accuracy are computed from them). torch infers this after each backward;
+            # the mark says it outright.
             compiler.cudagraph_mark_step_begin()
         return self.compiled(images)

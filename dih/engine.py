@@ -224,8 +224,10 @@ def _train_epoch(
     for batch in tqdm(
         loader.epoch(epoch), total=len(loader), desc=f"{stage} {epoch}", leave=False, disable=not show_bar
     ):
-        out = task.step(batch, forward)
+        # Gradients dropped before the forward, not after: the same in eager code, and under CUDA graphs no
+        # gradient of the previous step is still held when the next step's replay may reuse its memory.
         optimizer.zero_grad(set_to_none=True)
+        out = task.step(batch, forward)
         out.loss.backward()
         optimizer.step()
         n = len(batch.labels)
