@@ -335,6 +335,7 @@ SCHEMA: dict = {
         "eval_batch_size": COUNT,
         "progress": Nullable(Flag()),
         "deterministic": Flag(),
+        "compile": Flag(),
         "hint_epochs": COUNT,
     },
     "logger": LOGGERS,

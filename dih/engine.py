@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from dih import atomic
+from dih.compiled_step import CompiledForward
 from dih.data import ImageData
 from dih.data.loader import Batch, DeviceLoader, epoch_seed
 from dih.determinism import differences, environment
@@ -118,9 +119,10 @@ class Task:
             return self.cache(batch)
         return self.frozen(batch.images) if self.frozen is not None else None
 
-    def step(self, batch: Batch) -> StepOutput:
+    def step(self, batch: Batch, forward: Callable | None = None) -> StepOutput:
+        """The loss of one batch; ``forward`` runs the model in its stead (the compiled model)."""
         teacher = self.teacher_output(batch)
-        out = self.model(batch.images)
+        out = (forward or self.model)(batch.images)
         total, parts = self.loss(out, teacher, batch)
         return StepOutput(total, parts, out.logits)
 
@@ -149,8 +151,10 @@ def fit(
     eval_batch_size: int = 512,
     on_epoch: Callable[[dict], None] = lambda line: None,
     progress: bool | None = None,
+    compiled: bool = False,
 ) -> dict:
-    """Train ``task`` per ``recipe``, resuming from ``work_dir``'s checkpoint; return the stage summary."""
+    """Train ``task`` per ``recipe``, resuming from ``work_dir``'s checkpoint; return the stage summary.
+    ``compiled``: the training step runs ``task.model`` through torch.compile (dih/compiled_step.py)."""
     train = DeviceLoader(
         data.train_images,
         data.train_labels,
@@ -186,14 +190,18 @@ def fit(
         weight_decay=recipe.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, recipe.milestones, recipe.gamma)
-    history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage, device)
+    # Where these bits are computed (dih/determinism.py); a compiled step rounds differently from an eager
+    # one, so it is recorded too (only when on: checkpoints of eager runs keep their record unchanged).
+    setup = {**environment(device), **({"trainer.compile": True} if compiled else {})}
+    history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage, setup)
     show_bar = sys.stderr.isatty() if progress is None else progress
+    forward = CompiledForward(task.model, recipe.batch_size, device.type) if compiled else task.model
 
     for epoch in range(len(history) + 1, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(seed, epoch, "task"))  # the task's own draws (CRD's negatives)
         started = time.perf_counter()
         line = {"stage": stage, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        line.update(_train_epoch(task, train, optimizer, epoch, show_bar, stage))
+        line.update(_train_epoch(task, forward, train, optimizer, epoch, show_bar, stage))
         train_seconds = time.perf_counter() - started
         schedule.step()
         for split, loader in evals.items():
@@ -201,21 +209,25 @@ def fit(
         line["time/epoch_s"] = round(time.perf_counter() - started, 3)
         line["time/images_per_s"] = round(train.num_samples / train_seconds, 1)
         history.append(line)
-        _save(work_dir, task, optimizer, schedule, history, device)
+        _save(work_dir, task, optimizer, schedule, history, setup)
         on_epoch(line)
         log.info("%s epoch %d/%d  %s", stage, epoch, recipe.epochs, _brief(line))
     return summarize(history)
 
 
-def _train_epoch(task: Task, loader: DeviceLoader, optimizer, epoch: int, show_bar: bool, stage: str) -> dict:
+def _train_epoch(
+    task: Task, forward: Callable, loader: DeviceLoader, optimizer, epoch: int, show_bar: bool, stage: str
+) -> dict:
     task.train_mode()
     totals: dict[str, Tensor] = {}
     correct = torch.zeros((), device=loader.device)
     for batch in tqdm(
         loader.epoch(epoch), total=len(loader), desc=f"{stage} {epoch}", leave=False, disable=not show_bar
     ):
-        out = task.step(batch)
+        # Gradients dropped before the forward, not after: the same in eager code, and under CUDA graphs no
+        # gradient of the previous step is still held when the next step's replay may reuse its memory.
         optimizer.zero_grad(set_to_none=True)
+        out = task.step(batch, forward)
         out.loss.backward()
         optimizer.step()
         n = len(batch.labels)
@@ -267,19 +279,19 @@ def summarize(history: list[dict]) -> dict:
     return summary
 
 
-def _save(work_dir: Path, task: Task, optimizer, schedule, history: list[dict], device: torch.device) -> None:
+def _save(work_dir: Path, task: Task, optimizer, schedule, history: list[dict], setup: dict) -> None:
     state = {
         "learner": task.learner.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "history": history,
-        "environment": environment(device),  # where these bits were computed (dih/determinism.py)
+        "environment": setup,
     }
     atomic.torch_save(work_dir / CHECKPOINT, state)
     atomic.write_bytes(work_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
 
 
-def _resume(path: Path, task: Task, optimizer, schedule, stage: str, device: torch.device) -> list[dict]:
+def _resume(path: Path, task: Task, optimizer, schedule, stage: str, setup: dict) -> list[dict]:
     if not path.exists():
         return []
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -294,7 +306,7 @@ def _resume(path: Path, task: Task, optimizer, schedule, stage: str, device: tor
     schedule.load_state_dict(state["schedule"])
     log.info("%s: resuming after epoch %d from %s", stage, len(state["history"]), path)
     recorded = state.get("environment")  # absent from checkpoints written before it was recorded
-    changed = differences(recorded, environment(device)) if recorded is not None else []
+    changed = differences(recorded, setup) if recorded is not None else []
     if changed:
         log.warning(
             "%s: the checkpoint was written on another setup (%s); the stage resumes, but its result will "

@@ -256,6 +256,7 @@ def runtime(cfg: DictConfig, on_epoch=lambda line: None) -> Runtime:
         progress=cfg.trainer.progress,
         channels_last=_choose(cfg.teacher_side.channels_last, device.type == "cuda"),
         compile=bool(cfg.teacher_side.compile),
+        compile_training=bool(cfg.trainer.compile),
         cache_device_share=float(cfg.teacher_side.cache_device_share),
         on_epoch=on_epoch,
     )

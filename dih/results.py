@@ -41,6 +41,7 @@ IGNORED = (
     "trainer.progress",
     "trainer.eval_batch_size",
     "trainer.deterministic",
+    "trainer.compile",
     "teacher_side.channels_last",
     "teacher_side.compile",
     "teacher_side.cache_device_share",

@@ -73,16 +73,18 @@ def planned_device_type(name: str) -> str:
 @dataclass
 class Runtime:
     """Where and how a run's stages build: the device, evaluation batch size, progress display, the
-    teacher side's layout and compilation, where the cohort cache is held, whether CUDA kernels are
-    deterministic, and the metric hook. None of it changes what a stage produces (at most its rounding), so
-    none of it is in a key; the loaded data sets are kept for the run's later stages."""
+    teacher side's layout and compilation, whether the training step is compiled, where the cohort cache
+    is held, whether CUDA kernels are deterministic, and the metric hook. None of it changes what a stage
+    produces (at most its rounding), so none of it is in a key; the loaded data sets are kept for the
+    run's later stages."""
 
     device: torch.device
     deterministic: bool = True  # applied by plan.runtime when the device is set up (dih/determinism.py)
     eval_batch_size: int = 512
     progress: bool | None = None
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # teacher_side.compile
+    compile_training: bool = False  # trainer.compile: the trained model's step (dih/compiled_step.py)
     cache_device_share: float = 0.5  # the share of the device's free memory the cohort cache may take
     on_epoch: Callable[[dict], None] = field(default=lambda line: None)
     loaded: dict[str, ImageData] = field(default_factory=dict)
@@ -119,4 +121,5 @@ class Runtime:
             eval_batch_size=self.eval_batch_size,
             on_epoch=self.on_epoch,
             progress=self.progress,
+            compiled=self.compile_training,
         )

@@ -68,6 +68,7 @@ BAD = [
     ),
     ("teacher_side.cache=maybe", ["teacher_side.cache", "'maybe'", "auto, true, false"]),
     ("teacher_side.bf16=1", ["teacher_side.bf16", "1", "auto, true, false"]),
+    ("trainer.compile=yes", ["trainer.compile", "'yes'", "true or false"]),
     ("teacher_side.compile=auto", ["teacher_side.compile", "'auto'", "true or false"]),
     ("teacher_side.cache_device_share=1.5", ["teacher_side.cache_device_share", "1.5", "[0, 1]"]),
     ("artifacts.on_corrupt=ignore", ["artifacts.on_corrupt", "'ignore'", "rebuild, refuse"]),

@@ -138,6 +138,7 @@ def test_nothing_outside_the_spec_changes_a_key():
         "trainer.eval_batch_size=7",
         "trainer.progress=false",
         "trainer.deterministic=false",
+        "trainer.compile=true",
         "teacher_side.channels_last=true",
         "teacher_side.compile=true",
         "logger=wandb",
