@@ -89,9 +89,9 @@ class Bench:
         self.data = make_synthetic(args.classes, 32, args.images, test_size=args.classes, seed=0)
         cuda = self.device.type == "cuda"
         self.fp32 = Speed(channels_last=cuda)
-        self.bf16 = Speed(autocast=bf16_checked(self.device.type), channels_last=cuda)
+        self.bf16 = Speed(bf16=bf16_checked(self.device.type), channels_last=cuda)
         # What the "bf16" rows run: bf16 where `auto` turns it on for this device, else say they run fp32.
-        self.bf16_name = "bf16" if self.bf16.autocast else "bf16 auto (off here, so fp32)"
+        self.bf16_name = "bf16" if self.bf16.bf16 else "bf16 auto (off here, so fp32)"
         self.teacher = calibrated(self.model(args.teacher), next(self.loader(256).epoch(1)).images)
         self.heads = LinearHeads.for_model(self.teacher, args.classes)
         self.student = self.model(args.student)
@@ -177,7 +177,7 @@ def student_rows(b: Bench, cache_dir: Path) -> list[Row]:
     loops["Task (DIH), live fp32 teacher side"] = distill(b.fp32)
     loops[f"Task (DIH), live {b.bf16_name} teacher side"] = distill(b.bf16)
     if a.compile:
-        compiled = Speed(b.bf16.autocast, b.bf16.channels_last, compile=True)
+        compiled = Speed(b.bf16.bf16, b.bf16.channels_last, compile=True)
         loops[f"Task (DIH), live {b.bf16_name} teacher side, torch.compile"] = distill(compiled)
     loops[f"Task (DIH), cohort cache ({n} images)"] = distill(b.bf16, cache, n)
     stage = f"DIH student ({a.teacher} -> {a.student})"

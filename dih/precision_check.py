@@ -61,8 +61,8 @@ def compare(run_dir: Path) -> list[dict]:
         train=False,
     )
     labels = data.test_labels.to(device)
-    fp32 = predictions(TeacherSide(teacher, heads, Speed(autocast=False)), loader)
-    bf16 = predictions(TeacherSide(teacher, heads, Speed(autocast=True)), loader)
+    fp32 = predictions(TeacherSide(teacher, heads, Speed()), loader)
+    bf16 = predictions(TeacherSide(teacher, heads, Speed(bf16=True)), loader)
     names = [f"head{i}" for i in range(1, len(fp32))] + ["teacher"]
     return [
         {

@@ -104,7 +104,7 @@ class Runtime:
         return self.loaded[name]
 
     def speed(self, bf16: bool) -> Speed:
-        return Speed(autocast=bf16, channels_last=self.channels_last, compile=self.compile)
+        return Speed(bf16=bf16, channels_last=self.channels_last, compile=self.compile)
 
     def fit(self, task: Task, data: ImageData, spec, work_dir: Path) -> dict:
         """Train ``task`` on ``data`` with the spec's recipe and seed: what every training stage shares."""
