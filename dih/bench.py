@@ -39,6 +39,7 @@ from dih.bench_loops import (
     Step,
     cycle,
     device_loader_loop,
+    forward_loop,
     measure,
     plain_ce_loop,
     reference_heads_loop,
@@ -146,6 +147,26 @@ def teacher_rows(b: Bench) -> list[Row]:
     return [Row(f"teacher ({name})", loop, rate, ref, ref) for loop, rate in b.timed(loops).items()]
 
 
+def forward_rows(b: Bench) -> list[Row]:
+    """The frozen teacher side's forward alone (teacher and DIH heads, one training batch): as it runs (batch
+    norm folded; bf16 as a converted copy) beside the unfolded model in fp32 and under bf16 autocast."""
+    images, plain = next(b.loader().epoch(1)).images, dataclasses.replace(b.fp32, fold=False)
+    autocast = b.side(plain)
+
+    def under_autocast(x: torch.Tensor):
+        with torch.autocast(b.device.type, dtype=torch.bfloat16):
+            return autocast(x)
+
+    loops = {
+        "unfolded, fp32": forward_loop(b.side(plain), images),
+        "folded, fp32 (what runs)": forward_loop(b.side(b.fp32), images),
+        f"unfolded, {b.bf16_name} autocast": forward_loop(under_autocast, images),
+        f"folded, {b.bf16_name} copy (what runs)": forward_loop(b.side(b.bf16), images),
+    }
+    stage, ref = f"teacher side forward ({b.args.teacher} + heads)", "unfolded, fp32"
+    return [Row(stage, loop, rate, ref, ref) for loop, rate in b.timed(loops).items()]
+
+
 def heads_rows(b: Bench) -> list[Row]:
     loops = {
         SEED: reference_heads_loop(*b.copies(b.teacher, b.heads), b.pil(), seed_style=True),
@@ -231,7 +252,7 @@ def run(argv: list[str] | None = None) -> tuple[list[Row], str]:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     b = Bench(args)
-    rows = loader_rows(b) + teacher_rows(b) + heads_rows(b)
+    rows = loader_rows(b) + teacher_rows(b) + forward_rows(b) + heads_rows(b)
     with tempfile.TemporaryDirectory(prefix="dih-bench-") as cache_dir:
         rows += student_rows(b, Path(cache_dir))
     rows += method_rows(b)
@@ -315,8 +336,9 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines) + (
         "\n\nRatios divide by a loop of the same stage, measured in the same run. Loader: the seed-style "
         "reference is the DataLoader with 0 workers, the careful one with 2. Teacher: both are the plain CE "
-        "loop. The cohort-cache row reads the logits of exactly the augmentation drawn; the build row counts "
-        "teacher-side forwards (images x variants) per second, paid once per cohort.\n"
+        "loop. Teacher side forward: both are the unfolded fp32 forward. The cohort-cache row reads the "
+        "logits of exactly the augmentation drawn; the build row counts teacher-side forwards (images x "
+        "variants) per second, paid once per cohort.\n"
     )
 
 

@@ -14,6 +14,10 @@ ROWS = [
     ("loader", "DeviceLoader"),
     ("teacher (res8)", "careful plain: DataLoader + CE"),
     ("teacher (res8)", "Task (CE)"),
+    ("teacher side forward (res8 + heads)", "unfolded, fp32"),
+    ("teacher side forward (res8 + heads)", "folded, fp32"),
+    ("teacher side forward (res8 + heads)", "unfolded, bf16"),
+    ("teacher side forward (res8 + heads)", "folded, bf16"),
     ("heads (DIH linear)", "seed-style"),
     ("heads (DIH linear)", "careful plain"),
     ("heads (DIH linear)", "Task (heads), fp32"),
@@ -79,7 +83,7 @@ def test_every_ratio_is_the_printed_rate_over_its_reference(quick):
             checked += 1
     assert checked == 2 * (len(ROWS) - UNRATIOED)  # every other row has both ratios
     references = [(row, line) for row, line in zip(rows, table) if row.loop == row.seed_ref]
-    assert len(references) == 4  # one per stage
+    assert len(references) == 5  # one per stage
     assert all(line["x seed-style"] == "1.00" for _, line in references)
 
 
@@ -111,7 +115,7 @@ def test_bf16_rows_run_bf16_and_say_whether_it_is_emulated(quick):
     assert b.bf16.bf16  # forced on, whatever auto would choose here
     assert all(p.dtype == torch.bfloat16 for p in b.side(b.bf16).run_teacher.parameters())
     bf16_rows = [row["loop"] for row in parse_table(report) if "bf16" in row["loop"]]
-    assert len(bf16_rows) == 2
+    assert len(bf16_rows) == 4
     emulated = not has_native_bf16(torch.device("cpu"))
     assert all(("emulated" in loop) == emulated for loop in bf16_rows)
 
