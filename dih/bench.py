@@ -8,17 +8,22 @@ Every loop does the whole training step (forward, loss, backward, SGD step); the
 ``DIHLoss``; a last stage times every method's student step with its own loss and teacher side. Weights
 are untrained (speed does not depend on them), but the teacher's batch-norm statistics come from a few
 batches, so its activations have realistic magnitudes.
+
+Every row runs on ``--device`` (CUDA timings synchronise the device around each timed window, warm-up
+excluded) with the determinism settings a run applies (``--no-deterministic`` as
+``trainer.deterministic=false``). The bf16 rows run the teacher side in bf16 whatever ``auto`` would choose,
+and say where that bf16 is emulated. Below the table: DIH student stages per device-hour.
 """
 
 import argparse
 import copy
 import dataclasses
+import math
 import os
 import platform
 import shlex
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,14 +32,14 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dih import cohort_cache
-from dih.artifacts import ArtifactStore
+from dih import bench_cache, cohort_cache
 from dih.bench_loops import (
     PILImages,
     Row,
     Step,
     cycle,
     device_loader_loop,
+    forward_loop,
     measure,
     plain_ce_loop,
     reference_heads_loop,
@@ -42,23 +47,23 @@ from dih.bench_loops import (
     task_loop,
     torchvision_loader_loop,
 )
-from dih.cohort_cache import CohortCache
 from dih.compose import CONF
 from dih.data.loader import DeviceLoader
 from dih.data.synthetic import make_synthetic
+from dih.determinism import apply_determinism
 from dih.engine import Task
 from dih.losses import CELoss, DIHLoss, HeadsLoss, HintLoss, build_loss
 from dih.losses.context import loss_context
 from dih.models import LinearHeads, build_model, heads_class
 from dih.models.heads import HeadsOnFrozen
 from dih.models.teacher_side import Speed, TeacherSide
-from dih.runtime import bf16_checked, resolve_device
+from dih.runtime import bf16_checked, has_native_bf16, resolve_device
 from dih.stages.cohort import PAD
 
-FULL = dict(teacher="res110", student="res8", batch_size=64, classes=100, images=2048, cache_images=256,
-            train_size=45000, seconds=3.0, repeats=5, warmup=2)  # fmt: skip
-QUICK = dict(teacher="res8", student="res8", batch_size=16, classes=10, images=64, cache_images=4,
-             train_size=64, seconds=0.05, repeats=1, warmup=1)  # fmt: skip
+FULL = dict(teacher="res110", student="res8", batch_size=64, classes=100, images=2048, cache_images=None,
+            build_images=16, train_size=45000, epochs=200, seconds=3.0, repeats=5, warmup=2)  # fmt: skip
+QUICK = dict(teacher="res8", student="res8", batch_size=16, classes=10, images=64, cache_images=256,
+             build_images=2, train_size=64, epochs=200, seconds=0.05, repeats=1, warmup=1)  # fmt: skip
 # The two reference loops of the heads and student stages.
 SEED, PLAIN = (
     "seed-style: DataLoader, autograd through teacher, heads x2",
@@ -85,13 +90,18 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace):
         self.args, self.device = args, resolve_device(args.device)
+        apply_determinism(self.device.type, args.deterministic)  # as a run does, before any model
         torch.manual_seed(0)
         self.data = make_synthetic(args.classes, 32, args.images, test_size=args.classes, seed=0)
         cuda = self.device.type == "cuda"
         self.fp32 = Speed(channels_last=cuda)
-        self.bf16 = Speed(autocast=bf16_checked(self.device.type), channels_last=cuda)
-        # What the "bf16" rows run: bf16 where `auto` turns it on for this device, else say they run fp32.
-        self.bf16_name = "bf16" if self.bf16.autocast else "bf16 auto (off here, so fp32)"
+        self.bf16 = Speed(bf16=True, channels_last=cuda)  # the bf16 rows run bf16, native or not
+        self.bf16_name = (
+            "bf16" if has_native_bf16(self.device) else f"bf16 (emulated: no native bf16 on {self.device})"
+        )
+        # The cache build runs as a run's cohort stage would on this device: with bf16 where `auto` has it.
+        self.auto = self.bf16 if bf16_checked(self.device.type) else self.fp32
+        self.auto_name = "bf16" if self.auto.bf16 else "fp32"
         self.teacher = calibrated(self.model(args.teacher), next(self.loader(256).epoch(1)).images)
         self.heads = LinearHeads.for_model(self.teacher, args.classes)
         self.student = self.model(args.student)
@@ -137,6 +147,26 @@ def teacher_rows(b: Bench) -> list[Row]:
     return [Row(f"teacher ({name})", loop, rate, ref, ref) for loop, rate in b.timed(loops).items()]
 
 
+def forward_rows(b: Bench) -> list[Row]:
+    """The frozen teacher side's forward alone (teacher and DIH heads, one training batch): as it runs (batch
+    norm folded; bf16 as a converted copy) beside the unfolded model in fp32 and under bf16 autocast."""
+    images, plain = next(b.loader().epoch(1)).images, dataclasses.replace(b.fp32, fold=False)
+    autocast = b.side(plain)
+
+    def under_autocast(x: torch.Tensor):
+        with torch.autocast(b.device.type, dtype=torch.bfloat16):
+            return autocast(x)
+
+    loops = {
+        "unfolded, fp32": forward_loop(b.side(plain), images),
+        "folded, fp32 (what runs)": forward_loop(b.side(b.fp32), images),
+        f"unfolded, {b.bf16_name} autocast": forward_loop(under_autocast, images),
+        f"folded, {b.bf16_name} copy (what runs)": forward_loop(b.side(b.bf16), images),
+    }
+    stage, ref = f"teacher side forward ({b.args.teacher} + heads)", "unfolded, fp32"
+    return [Row(stage, loop, rate, ref, ref) for loop, rate in b.timed(loops).items()]
+
+
 def heads_rows(b: Bench) -> list[Row]:
     loops = {
         SEED: reference_heads_loop(*b.copies(b.teacher, b.heads), b.pil(), seed_style=True),
@@ -148,42 +178,41 @@ def heads_rows(b: Bench) -> list[Row]:
     return [Row("heads (DIH linear)", loop, rate, SEED, PLAIN) for loop, rate in b.timed(loops).items()]
 
 
-def build_cache(b: Bench, n: int, root: Path) -> tuple[CohortCache, float]:
-    """The cohort cache of the first ``n`` images, built into an artifact store as the pipeline does, and
-    the build's teacher-side forwards (images x variants) per second."""
-    d, side, started = b.data, b.side(b.bf16), time.perf_counter()
-
-    def build(work: Path) -> tuple[dict, dict]:
-        return cohort_cache.build(side, d.train_images[:n], d.mean, d.std, PAD, work, batch_size=512), {}
-
-    artifact, _ = ArtifactStore(root).get_or_build("cohort-bench", {}, build)
-    rate = n * cohort_cache.num_variants(PAD) / (time.perf_counter() - started)
-    return CohortCache(artifact, b.device), rate
-
-
 def student_rows(b: Bench, cache_dir: Path) -> list[Row]:
-    """The DIH student: live teacher side in fp32 and bf16, and from the cohort cache."""
-    a, n = b.args, min(b.args.cache_images, b.args.images)
-    cache, build_rate = build_cache(b, n, cache_dir)
+    """The DIH student: live teacher side in fp32 and bf16, and from a cohort cache of a real one's size."""
+    a, n = b.args, b.args.cache_images or bench_cache.default_images(b.device)
+    d, build_n = b.data, min(a.build_images, a.images)
+    build_rate = bench_cache.timed_build(b.side(b.auto), d.train_images[:build_n], d.mean, d.std, cache_dir)
+    cache = bench_cache.stand_in_cache(cache_dir, n, len(b.heads) + 1, a.classes, b.device)
     ceiling = Task(*b.copies(b.student), CELoss())
     loops = {
         SEED: reference_student_loop(*b.copies(b.teacher, b.heads, b.student), b.pil(), seed_style=True),
         PLAIN: reference_student_loop(*b.copies(b.teacher, b.heads, b.student), b.pil(), seed_style=False),
         "ceiling: the student's CE step alone, no teacher side": task_loop(ceiling, b.loader()),
     }
-    distill = lambda speed, cache=None, n=None: task_loop(  # noqa: E731
-        Task(*b.copies(b.student), DIHLoss(), b.side(speed), cache), b.loader(n=n)
+    distill = lambda speed, cache=None, loader=None: task_loop(  # noqa: E731
+        Task(*b.copies(b.student), DIHLoss(), b.side(speed), cache), loader or b.loader()
     )
-    loops["Task (DIH), live fp32 teacher side"] = distill(b.fp32)
+    loops[LIVE_FP32] = distill(b.fp32)
     loops[f"Task (DIH), live {b.bf16_name} teacher side"] = distill(b.bf16)
     if a.compile:
-        compiled = Speed(b.bf16.autocast, b.bf16.channels_last, compile=True)
+        compiled = dataclasses.replace(b.bf16, compile=True)
         loops[f"Task (DIH), live {b.bf16_name} teacher side, torch.compile"] = distill(compiled)
-    loops[f"Task (DIH), cohort cache ({n} images)"] = distill(b.bf16, cache, n)
+    variants = cohort_cache.num_variants(PAD)
+    cached = f"Task (DIH), cohort cache ({n:,} images x {variants} variants, {cache_size(cache)})"
+    loops[cached] = distill(b.fp32, cache, bench_cache.cache_loader(d, n, a.batch_size, b.device))
     stage = f"DIH student ({a.teacher} -> {a.student})"
     rows = [Row(stage, loop, rate, SEED, PLAIN) for loop, rate in b.timed(loops).items()]
-    build = f"cohort cache build, {b.bf16_name} (images x {cohort_cache.num_variants(PAD)} variants / s)"
+    build = f"cohort cache build, {b.auto_name} teacher side (images x {variants} variants / s)"
     return rows + [Row(stage, build, build_rate)]
+
+
+LIVE_FP32 = "Task (DIH), live fp32 teacher side"
+
+
+def cache_size(cache) -> str:
+    gb = math.prod(cache.shape) * 2 / 1e9
+    return f"{gb:.3g} GB, {'on the device' if cache.on_device else 'in host memory'}"
 
 
 def method_config(name: str) -> dict:
@@ -223,11 +252,11 @@ def run(argv: list[str] | None = None) -> tuple[list[Row], str]:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     b = Bench(args)
-    rows = loader_rows(b) + teacher_rows(b) + heads_rows(b)
+    rows = loader_rows(b) + teacher_rows(b) + forward_rows(b) + heads_rows(b)
     with tempfile.TemporaryDirectory(prefix="dih-bench-") as cache_dir:
         rows += student_rows(b, Path(cache_dir))
     rows += method_rows(b)
-    report = environment(args, argv, b.device) + "\n" + table(rows)
+    report = environment(args, argv, b.device) + "\n" + table(rows) + "\n" + per_hour(rows, args)
     if args.out:
         Path(args.out).write_text(report)
     return rows, report
@@ -241,8 +270,14 @@ OPTIONS = (  # (flag, type, help); the default comes from FULL, or from QUICK wi
     ("--batch-size", int, "training batch size"),
     ("--classes", int, "number of classes"),
     ("--images", int, "synthetic 3x32x32 uint8 training images"),
-    ("--cache-images", int, "how many of them the cohort cache covers (its build is timed too)"),
-    ("--train-size", int, "rows of CRD's memory banks (the training split it would span)"),
+    (
+        "--cache-images",
+        int,
+        "images of the cache the cached row reads (default 45,000 on CUDA, 8,192 on a CPU)",
+    ),
+    ("--build-images", int, "images of the real cache build that is timed"),
+    ("--train-size", int, "training images: rows of CRD's memory banks, and of one student stage's epoch"),
+    ("--epochs", int, "epochs of one student stage, for the runs per device-hour"),
     ("--seconds", float, "length of one timing window"),
     ("--repeats", int, "timing windows per loop, the best one kept"),
     ("--warmup", int, "untimed steps per loop before its first window"),
@@ -252,9 +287,16 @@ OPTIONS = (  # (flag, type, help); the default comes from FULL, or from QUICK wi
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dih.bench", description=__doc__.split("\n\n")[0])
     for flag, kind, text in OPTIONS:
-        p.add_argument(flag, type=kind, help=f"{text} (default {FULL[flag[2:].replace('-', '_')]})")
+        default = FULL[flag[2:].replace("-", "_")]
+        p.add_argument(flag, type=kind, help=text if default is None else f"{text} (default {default})")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument(
+        "--no-deterministic",
+        dest="deterministic",
+        action="store_false",
+        help="as trainer.deterministic=false",
+    )
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd live teacher side")
     p.add_argument("--out", help="also write the report (environment, command, table) to this file")
     p.add_argument("--quick", action="store_true", help="tiny settings, for tests (seconds, not minutes)")
@@ -278,20 +320,58 @@ def environment(args: argparse.Namespace, argv: list[str] | None, device: torch.
     )
 
 
+def rate_text(rate: float) -> str:
+    """One decimal, and at least three significant digits (an emulated bf16 row can be a few images/s)."""
+    return f"{rate:.1f}" if rate >= 100 else f"{rate:.3g}"
+
+
 def table(rows: list[Row]) -> str:
     rates = {(r.stage, r.loop): r.rate for r in rows}
     ratio = lambda r, ref: f"{r.rate / rates[r.stage, ref]:.2f}" if ref else ""  # noqa: E731
     lines = ["| stage | loop | images/s | x seed-style | x careful plain |", "|---|---|---:|---:|---:|"]
     lines += [
-        f"| {r.stage} | {r.loop} | {r.rate:.1f} | {ratio(r, r.seed_ref)} | {ratio(r, r.plain_ref)} |"
+        f"| {r.stage} | {r.loop} | {rate_text(r.rate)} | {ratio(r, r.seed_ref)} | {ratio(r, r.plain_ref)} |"
         for r in rows
     ]
     return "\n".join(lines) + (
         "\n\nRatios divide by a loop of the same stage, measured in the same run. Loader: the seed-style "
         "reference is the DataLoader with 0 workers, the careful one with 2. Teacher: both are the plain CE "
-        "loop. The cohort-cache row reads the logits of exactly the augmentation drawn; the build row counts "
-        "teacher-side forwards (images x variants) per second, paid once per cohort.\n"
+        "loop. Teacher side forward: both are the unfolded fp32 forward. The cohort-cache row reads the "
+        "logits of exactly the augmentation drawn; the build row counts teacher-side forwards (images x "
+        "variants) per second, paid once per cohort.\n"
     )
+
+
+def runs_per_hour(rate: float, epochs: int, train_images: int) -> float:
+    """Student stages one device-hour holds at ``rate`` images/s: a stage is ``epochs x train_images / rate``
+    seconds."""
+    return 3600 / (epochs * train_images / rate)
+
+
+def per_hour(rows: list[Row], args: argparse.Namespace) -> str:
+    """The DIH student stage's rows (the ceiling aside) as runs per device-hour, and the cache build's
+    one-off cost in hours."""
+    stage = [r for r in rows if r.stage.startswith("DIH student") and r.seed_ref and "ceiling" not in r.loop]
+    seed = next(r.rate for r in stage if r.loop == SEED)
+    lines = [
+        f"DIH student stages ({args.epochs} epochs x {args.train_size:,} training images) per device-hour:",
+        "",
+        "| loop | runs per device-hour | x seed-style |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {r.loop} | {runs_per_hour(r.rate, args.epochs, args.train_size):.3g} | {r.rate / seed:.2f} |"
+        for r in stage
+    ]
+    build = next(r for r in rows if r.loop.startswith("cohort cache build"))
+    variants = cohort_cache.num_variants(PAD)
+    hours = args.train_size * variants / build.rate / 3600
+    lines += [
+        "",
+        f"The cached runs need the cohort cache, built once per cohort and shared by every student of it: "
+        f"{args.train_size:,} images x {variants} variants at {build.rate:.1f}/s, {hours:.3g} device-hours.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -94,6 +94,16 @@ def device_loader_loop(loader: DeviceLoader) -> Step:
     return lambda: len(next(batches).labels)
 
 
+def forward_loop(forward: Callable[[torch.Tensor], object], images: torch.Tensor) -> Step:
+    """A forward pass alone (a frozen teacher side's), on the same batch each time."""
+
+    def step() -> int:
+        forward(images)
+        return len(images)
+
+    return step
+
+
 def torchvision_loader_loop(batches: Iterator) -> Step:
     return lambda: len(next(batches)[1])
 

@@ -43,11 +43,18 @@ def seed_everything(seed: int) -> None:
 
 
 def bf16_checked(device_type: str) -> bool:
-    """Where bf16 autocast of the teacher side is on by default: where ``python -m dih.precision_check``
-    kept every classifier of a trained cohort within 0.1 points of float32 (docs/performance.md), and
-    where it is faster. That was checked on a CPU with native bf16 kernels (AVX512-BF16/AMX); a CPU without
-    them emulates bf16, 30x slower than float32 for res110 on an AVX2 EPYC, so there it stays off. On a GPU
-    run the check and set ``teacher_side.bf16=true``."""
+    """Whether ``teacher_side.bf16=auto`` runs the frozen teacher side in bf16 on a kind of device. Decided
+    from the kind alone, because plans (and bf16 is in the keys) are made on machines without the device.
+
+    The check that matters is numeric: bf16 rounding of the frozen side's outputs, the same format on any
+    device, kept every classifier of a trained cohort within 0.1 points of float32 (docs/performance.md).
+    Speed then decides: on CUDA it is on, as the GPUs these runs use (compute capability 8.0 and later:
+    A100, H100, L40, ...) have bf16 tensor cores; an older GPU emulates bf16, and a run there warns
+    (``bf16_warning``) since the plan's key cannot change at run time. On a CPU it is on only with native
+    bf16 kernels (AVX512-BF16/AMX): without them bf16 is emulated, 30x slower than float32 for res110 on an
+    AVX2 EPYC. ``python -m dih.precision_check`` verifies the rule on the user's device."""
+    if device_type == "cuda":
+        return True
     return device_type == "cpu" and cpu_has_native_bf16()
 
 
@@ -57,6 +64,29 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def cuda_has_native_bf16(capability: tuple[int, int]) -> bool:
+    """bf16 tensor cores: compute capability 8.0 (Ampere) and later; older GPUs emulate bf16."""
+    return tuple(capability) >= (8, 0)
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return cuda_has_native_bf16(torch.cuda.get_device_capability(device))
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def bf16_warning(device: torch.device) -> str | None:
+    """What to tell a user whose teacher side runs in bf16 on ``device`` where bf16 is emulated; None where
+    it is native."""
+    if has_native_bf16(device):
+        return None
+    return (
+        f"The teacher side runs in bf16 but {device} has no native bf16 (a GPU before compute capability "
+        "8.0, or a CPU without AVX512-BF16/AMX), so it is emulated and slow; pass teacher_side.bf16=false "
+        "(a different key: the stages are planned anew)."
+    )
 
 
 def planned_device_type(name: str) -> str:
@@ -86,6 +116,7 @@ class Runtime:
     compile: bool = False  # teacher_side.compile
     compile_training: bool = False  # trainer.compile: the trained model's step (dih/compiled_step.py)
     cache_device_share: float = 0.5  # the share of the device's free memory the cohort cache may take
+    warned: bool = False  # whether the emulated-bf16 warning was logged (once a run)
     on_epoch: Callable[[dict], None] = field(default=lambda line: None)
     loaded: dict[str, ImageData] = field(default_factory=dict)
 
@@ -106,7 +137,11 @@ class Runtime:
         return self.loaded[name]
 
     def speed(self, bf16: bool) -> Speed:
-        return Speed(autocast=bf16, channels_last=self.channels_last, compile=self.compile)
+        warning = bf16_warning(self.device) if bf16 else None
+        if warning and not self.warned:
+            self.warned = True
+            log.warning(warning)
+        return Speed(bf16=bf16, channels_last=self.channels_last, compile=self.compile)
 
     def fit(self, task: Task, data: ImageData, spec, work_dir: Path) -> dict:
         """Train ``task`` on ``data`` with the spec's recipe and seed: what every training stage shares."""

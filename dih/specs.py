@@ -70,7 +70,7 @@ class HeadsSpec(Spec):
     head_kind: str  # linear (DIH), mhkd, tofd
     recipe: Recipe
     seed: int
-    bf16: bool  # the frozen teacher side under bf16 autocast
+    bf16: bool  # the frozen teacher side run as a bf16 copy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +111,7 @@ class DistillSpec(Spec):
     heads: str | None = upstream(optional=True)  # ...and its heads
     cohort: str | None = upstream(optional=True)  # or its cached logits instead
     init: str | None = upstream(optional=True)  # initial weights (FitNets' hint stage)
-    bf16: bool | None = None  # the live teacher side under bf16 autocast; None without one
+    bf16: bool | None = None  # the live teacher side run as a bf16 copy; None without one
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,8 +2,11 @@
 asserted here: they belong to the benchmark's own run on a quiet machine."""
 
 import pytest
+import torch
 
 from dih import bench
+from dih.errors import UserError
+from dih.runtime import has_native_bf16
 
 ROWS = [
     ("loader", "torchvision DataLoader, PIL transforms, 0 workers"),
@@ -11,6 +14,10 @@ ROWS = [
     ("loader", "DeviceLoader"),
     ("teacher (res8)", "careful plain: DataLoader + CE"),
     ("teacher (res8)", "Task (CE)"),
+    ("teacher side forward (res8 + heads)", "unfolded, fp32"),
+    ("teacher side forward (res8 + heads)", "folded, fp32"),
+    ("teacher side forward (res8 + heads)", "unfolded, bf16"),
+    ("teacher side forward (res8 + heads)", "folded, bf16"),
     ("heads (DIH linear)", "seed-style"),
     ("heads (DIH linear)", "careful plain"),
     ("heads (DIH linear)", "Task (heads), fp32"),
@@ -31,8 +38,10 @@ ROWS = [
 UNRATIOED = 9  # the cache build and the rows by method: no reference loop of their own
 
 
-def parse_table(report: str) -> list[dict]:
-    lines = [line for line in report.splitlines() if line.startswith("|")]
+def parse_table(report: str, which: int = 0) -> list[dict]:
+    """The ``which``-th Markdown table of the report as dicts by column."""
+    tables = [block for block in report.split("\n\n") if block.startswith("|")]
+    lines = tables[which].splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
     assert all(len(row) == len(header) for row in rows)
@@ -42,14 +51,15 @@ def parse_table(report: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.md"
-    rows, report = bench.run(["--quick", "--out", str(out)])
+    rows, report = bench.run(["--quick", "--device", "cpu", "--out", str(out)])
     return rows, report, out
 
 
 def test_every_row_is_printed_with_a_positive_rate(quick):
     _, report, out = quick
     assert out.read_text() == report
-    assert "- command: `python -m dih.bench --quick --out " in report
+    assert "- command: `python -m dih.bench --quick --device cpu --out " in report
+    assert "device cpu" in report
     assert "torch " in report and "threads" in report and "CPU " in report
     table = parse_table(report)
     assert len(table) == len(ROWS)
@@ -73,5 +83,44 @@ def test_every_ratio_is_the_printed_rate_over_its_reference(quick):
             checked += 1
     assert checked == 2 * (len(ROWS) - UNRATIOED)  # every other row has both ratios
     references = [(row, line) for row, line in zip(rows, table) if row.loop == row.seed_ref]
-    assert len(references) == 4  # one per stage
+    assert len(references) == 5  # one per stage
     assert all(line["x seed-style"] == "1.00" for _, line in references)
+
+
+def test_runs_per_hour_is_a_stage_over_the_rate():
+    # 200 epochs x 45,000 images at 250 images/s: 36,000 s a run, 0.1 runs an hour
+    assert bench.runs_per_hour(250.0, 200, 45000) == pytest.approx(0.1)
+    assert bench.runs_per_hour(1000.0, 100, 50000) == pytest.approx(3600 / 5000)
+
+
+def test_runs_per_hour_table_follows_the_student_rows(quick):
+    _, report, _ = quick
+    rates = {
+        row["loop"]: float(row["images/s"]) for row in parse_table(report) if row["stage"].startswith("DIH")
+    }
+    per_hour = parse_table(report, 1)
+    assert [row["loop"] for row in per_hour] == [
+        loop for loop in rates if "ceiling" not in loop and "build" not in loop
+    ]
+    assert per_hour[0]["x seed-style"] == "1.00"
+    for row in per_hour:  # --quick: 200 epochs of 64 images
+        expected = 3600 * rates[row["loop"]] / (200 * 64)
+        assert float(row["runs per device-hour"]) == pytest.approx(expected, rel=0.01), row
+    assert "64 images x 162 variants at" in report
+
+
+def test_bf16_rows_run_bf16_and_say_whether_it_is_emulated(quick):
+    _, report, _ = quick
+    b = bench.Bench(bench.parse(["--quick", "--device", "cpu"]))
+    assert b.bf16.bf16  # forced on, whatever auto would choose here
+    assert all(p.dtype == torch.bfloat16 for p in b.side(b.bf16).run_teacher.parameters())
+    bf16_rows = [row["loop"] for row in parse_table(report) if "bf16" in row["loop"]]
+    assert len(bf16_rows) == 4
+    emulated = not has_native_bf16(torch.device("cpu"))
+    assert all(("emulated" in loop) == emulated for loop in bf16_rows)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_the_device_flag_is_honoured():
+    with pytest.raises(UserError, match="no CUDA"):
+        bench.run(["--quick", "--device", "cuda"])

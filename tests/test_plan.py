@@ -17,6 +17,7 @@ from dih.engine import Recipe
 from dih.losses import KDLoss
 from dih.models import LinearHeads
 from dih.plan import configs_for, distinct, plan_run, runtime
+from dih.runtime import cpu_has_native_bf16
 from dih.specs import SPECS, Spec
 
 SWEEPS = ROOT / "multirun_sweeps"
@@ -132,7 +133,8 @@ def test_every_field_of_a_spec_changes_its_key(spec):
 
 
 def test_nothing_outside_the_spec_changes_a_key():
-    base = keys("method=dih")
+    # bf16 set, as its `auto` follows the device kind (test_bf16_auto_follows_the_planned_device_kind)
+    base = keys("method=dih", "teacher_side.bf16=false")
     for outside in [
         "device=cpu",
         "trainer.eval_batch_size=7",
@@ -147,10 +149,22 @@ def test_nothing_outside_the_spec_changes_a_key():
         "dataset.root=/another/copy",
         "dataset.label=a-name-for-reports",
     ]:
-        assert keys("method=dih", outside) == base, outside
+        assert keys("method=dih", "teacher_side.bf16=false", outside) == base, outside
     # and a student's seed reaches the student only: one teacher, one set of heads, one cache
-    other_seed = keys("method=dih", "seed=67")
+    other_seed = keys("method=dih", "teacher_side.bf16=false", "seed=67")
     assert [other_seed[n] == base[n] for n in base] == [True, True, True, False]
+
+
+def test_bf16_auto_follows_the_planned_device_kind():
+    """A plan for CUDA jobs made on a machine without a GPU runs the teacher side in bf16 (the rule of
+    runtime.bf16_checked); a CPU plan only where this CPU has native bf16. Only the keys differ."""
+    cuda, cpu = plan_of("method=dih", "device=cuda"), plan_of("method=dih", "device=cpu")
+    assert cuda["heads"].bf16 and cuda["cohort"].bf16
+    assert cpu["heads"].bf16 == cpu["cohort"].bf16 == cpu_has_native_bf16()
+    off = {kind: keys("method=dih", f"device={kind}", "teacher_side.bf16=false") for kind in ("cuda", "cpu")}
+    assert off["cuda"] == off["cpu"]  # the device itself is in no key
+    assert cuda["teacher"].key == off["cuda"]["teacher"]  # the teacher has no teacher side
+    assert cuda["heads"].key != off["cuda"]["heads"]
 
 
 def test_bumping_a_loss_version_changes_its_students_and_no_teacher(monkeypatch):

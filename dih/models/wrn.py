@@ -13,6 +13,8 @@ class PreActBlock(nn.Module):
     original WRN.
     """
 
+    conv_bn_pairs = (("conv1", "bn2"),)  # bn1 comes before its conv, so it cannot fold (dih/models/fold.py)
+
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
