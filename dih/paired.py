@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from dih.results import VARIANTS, Row, RunRecord, _column_order, _row_order
+from dih.results import VARIANTS, Cell, Row, RunRecord, _column_order, _row_order
 
 BASELINES = ("ce", "kd")  # the columns compared against: those of the plain methods, without options
 
@@ -32,17 +32,21 @@ class Paired:
     diffs: list[float]
 
     @property
+    def stats(self) -> Cell:
+        """The differences as a table cell: its n, mean and sample std (ddof=1)."""
+        return Cell(self.diffs, self.seeds)
+
+    @property
     def n(self) -> int:
-        return len(self.diffs)
+        return self.stats.n
 
     @property
     def mean(self) -> float:
-        return statistics.mean(self.diffs)
+        return self.stats.mean
 
     @property
     def std(self) -> float | None:
-        """The sample standard deviation (ddof=1) of the differences; None for a single seed."""
-        return statistics.stdev(self.diffs) if self.n > 1 else None
+        return self.stats.std
 
     def text(self) -> str:
         spread = "" if self.std is None else f" ± {self.std:.2f}"
