@@ -19,7 +19,9 @@ from dih.results import HeadsResult, Row, Table  # noqa: E402
 
 DPI = 120
 PANEL = (5.0, 3.6)  # inches per subplot
-LEGEND = 0.4  # inches below the subplots for a shared legend
+BAR_SLOT = 1.7  # inches per bar at least, so a wrapped method name fits under its bar
+LEGEND_ROW = 0.3  # inches per row of the shared legend below the subplots
+CHAR = 0.075  # inches per character of 10-point legend text, with margin
 
 
 def _colors(columns: list[str]) -> dict[str, tuple]:
@@ -28,11 +30,11 @@ def _colors(columns: list[str]) -> dict[str, tuple]:
     return {column: cmap(i % cmap.N) for i, column in enumerate(columns)}
 
 
-def _grid(count: int, extra_height: float = 0.0):
+def _grid(count: int, extra_height: float = 0.0, panel_width: float = PANEL[0]):
     ncols = min(3, count)
     nrows = math.ceil(count / ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(PANEL[0] * ncols, PANEL[1] * nrows + extra_height), squeeze=False
+        nrows, ncols, figsize=(panel_width * ncols, PANEL[1] * nrows + extra_height), squeeze=False
     )
     for ax in axes.flat[count:]:
         ax.set_visible(False)
@@ -48,6 +50,21 @@ def _suptitle(fig, text: str) -> None:
     fig.suptitle("\n".join(textwrap.wrap(text, int(fig.get_figwidth() * 10))), fontsize=11)
 
 
+def _tick(method: str) -> str:
+    """A method's name, its bracketed settings on lines below, so neighbouring bars' names never overlap."""
+    name, bracket, settings = method.partition(" [")
+    lines = [name] + (
+        textwrap.wrap(bracket.strip() + settings, 22, break_long_words=False) if bracket else []
+    )
+    return "\n".join(lines)
+
+
+def _legend_columns(labels: list[str], width: float) -> int:
+    """As many legend columns as fit the figure's width for the longest label (one at least)."""
+    entry = max(len(label) for label in labels) * CHAR + 0.6  # the line sample and padding
+    return max(1, min(len(labels), int(width / entry)))
+
+
 def _save(fig, path: Path) -> bool:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -56,10 +73,12 @@ def _save(fig, path: Path) -> bool:
 
 def plot_accuracy(table: Table, path: Path) -> bool:
     """Per pair, one bar per method: mean student test accuracy with the std over seeds as error bar."""
-    if not table.rows:
-        return False
+    return bool(table.rows) and _save(accuracy_figure(table), path)
+
+
+def accuracy_figure(table: Table):
     colors = _colors(table.columns)
-    fig, axes = _grid(len(table.rows))
+    fig, axes = _grid(len(table.rows), panel_width=max(PANEL[0], BAR_SLOT * len(table.columns)))
     for ax, row in zip(axes, table.rows):
         present = [(m, c) for m in table.columns if (c := table.cell(row, m)) is not None]
         xs = range(len(present))
@@ -77,7 +96,7 @@ def plot_accuracy(table: Table, path: Path) -> bool:
                 ha="center",
                 fontsize=8,
             )
-        ax.set_xticks(list(xs), [f"{m}\nn={c.n}" for m, c in present], fontsize=8)
+        ax.set_xticks(list(xs), [f"{_tick(m)}\nn={c.n}" for m, c in present], fontsize=8)
         # Zoomed to the bars' range (methods often differ by a point or two), never below zero.
         low = max(0.0, math.floor(min(m - s for m, s in zip(means, stds)) - 5))
         high = max(m + s for m, s in zip(means, stds))
@@ -87,16 +106,25 @@ def plot_accuracy(table: Table, path: Path) -> bool:
         ax.grid(axis="y", alpha=0.3)
     _suptitle(fig, "Student test accuracy at the last epoch (mean ± std over seeds)")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def plot_curves(table: Table, means: dict[tuple[Row, str], list[tuple[int, float]]], path: Path) -> bool:
     """Per pair, the student's test accuracy per epoch, one line per method (mean over seeds)."""
+    figure = curves_figure(table, means)
+    return figure is not None and _save(figure, path)
+
+
+def curves_figure(table: Table, means: dict[tuple[Row, str], list[tuple[int, float]]]):
     rows = [row for row in table.rows if any((row, m) in means for m in table.columns)]
     if not rows:
-        return False
+        return None
+    plotted = [m for m in table.columns if any((row, m) in means for row in rows)]
+    width = PANEL[0] * min(3, len(rows))
+    legend_rows = math.ceil(len(plotted) / _legend_columns(plotted, width))
+    legend_height = LEGEND_ROW * legend_rows + 0.1
     colors = _colors(table.columns)
-    fig, axes = _grid(len(rows), extra_height=LEGEND)
+    fig, axes = _grid(len(rows), extra_height=legend_height)
     shown = {}
     for ax, row in zip(axes, rows):
         for column in table.columns:
@@ -114,9 +142,10 @@ def plot_curves(table: Table, means: dict[tuple[Row, str], list[tuple[int, float
         ax.set_title(_title(row.label), fontsize=10)
         ax.grid(alpha=0.3)
     _suptitle(fig, "Student test accuracy per epoch (mean over seeds)")
-    fig.legend(list(shown.values()), list(shown), loc="lower center", ncol=min(len(shown), 6), frameon=False)
-    fig.tight_layout(rect=(0, LEGEND / fig.get_figheight(), 1, 1))
-    return _save(fig, path)
+    ncol = _legend_columns(list(shown), fig.get_figwidth())
+    fig.legend(list(shown.values()), list(shown), loc="lower center", ncol=ncol, frameon=False)
+    fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
+    return fig
 
 
 def plot_heads(results: list[HeadsResult], path: Path) -> bool:
