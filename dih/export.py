@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from dih.atomic import write_with
 from dih.errors import UserError
 from dih.loading import find_artifact, run_config
 from dih.run_dirs import dataset_title
@@ -96,9 +97,8 @@ def export(path: str | Path, out: str | Path, data_root: str | None = None) -> d
     model = Logits(load_model(artifact, torch.device("cpu")).eval())
     example = torch.zeros(2, meta["channels"], *meta["image_size"])
     program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(out), extra_files={METADATA: json.dumps(meta)})
+    # atomically: a killed export leaves the old file or none, never half a program
+    write_with(Path(out), lambda f: torch.export.save(program, f, extra_files={METADATA: json.dumps(meta)}))
     return meta
 
 
