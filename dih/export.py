@@ -24,27 +24,10 @@ from pathlib import Path
 
 from dih.atomic import write_with
 from dih.errors import UserError
-from dih.loading import find_artifact, run_config
+from dih.loading import data_settings, find_artifact
 from dih.run_dirs import dataset_title
 
 METADATA = "dih.json"
-
-
-def data_settings(path: Path, artifact, data_root: str | None) -> dict:
-    """The data set settings the model was trained on: a run's config.yaml, else the artifact's identity
-    (where CIFAR's files are is not in it: they are looked for under ``data`` unless ``data_root`` says)."""
-    if (path / "config.yaml").is_file():
-        settings = dict(run_config(path).get("dataset") or {})
-        root = settings.get("root")
-        if root and not Path(root).is_absolute():  # relative to where run.py was started
-            bases = [path.resolve(), *path.resolve().parents]
-            settings["root"] = str(next((b / root for b in bases if (b / root).exists()), Path(root)))
-    else:
-        settings = dict(artifact.meta.get("identity", {}).get("data") or {})
-        settings.setdefault("root", "data")
-    if data_root is not None:
-        settings["root"] = data_root
-    return settings
 
 
 def describe(path: Path, artifact, data_root: str | None = None) -> dict:

@@ -71,6 +71,23 @@ def run_config(run_dir: Path) -> dict:
         ) from None
 
 
+def data_settings(path: Path, artifact, data_root: str | None) -> dict:
+    """The data set settings the model was trained on: a run's config.yaml, else the artifact's identity
+    (where CIFAR's files are is not in it: they are looked for under ``data`` unless ``data_root`` says)."""
+    if (path / "config.yaml").is_file():
+        settings = dict(run_config(path).get("dataset") or {})
+        root = settings.get("root")
+        if root and not Path(root).is_absolute():  # relative to where run.py was started
+            bases = [path.resolve(), *path.resolve().parents]
+            settings["root"] = str(next((b / root for b in bases if (b / root).exists()), Path(root)))
+    else:
+        settings = dict(artifact.meta.get("identity", {}).get("data") or {})
+        settings.setdefault("root", "data")
+    if data_root is not None:
+        settings["root"] = data_root
+    return settings
+
+
 def load_model(path: str | Path, device: str = "cpu"):
     """The zoo model (a torch module in eval mode, on ``device``) with the weights of the model artifact that
     ``path`` names: an artifact directory, or a finished run directory (its student, else its teacher).
