@@ -1,0 +1,62 @@
+"""python -m dih.cohort_stats: how soft each classifier's distillation targets are, measured on a real tiny
+dih run and checked against a formula written here."""
+
+import math
+
+import pytest
+import torch
+from conftest import run_cli, summary
+
+from dih import cohort_stats
+from dih.errors import UserError
+
+
+def test_softness_against_a_hand_computation():
+    logits = torch.tensor([[10.0, 0.0, 0.0], [0.0, 1.0, 2.0], [300.0, 0.0, -300.0]])
+    labels = torch.tensor([0, 0, 0])
+    t = 2.0
+    rows = []
+    for z in logits.tolist():
+        e = [math.exp(v / t - max(z) / t) for v in z]
+        p = [v / sum(e) for v in e]
+        rows.append((max(p), -sum(q * math.log(q) for q in p if q > 0) / math.log(3), max(z) - min(z)))
+    got = cohort_stats.softness(logits, labels, t)
+    assert got["acc"] == pytest.approx(100 * 2 / 3)  # rows 1 and 3 pick class 0
+    assert got["top_prob"] == pytest.approx(sum(r[0] for r in rows) / 3)
+    assert got["entropy"] == pytest.approx(sum(r[1] for r in rows) / 3)
+    assert got["logit_range"] == pytest.approx((10 + 2 + 600) / 3)
+    assert got["one_hot_share"] == pytest.approx(100 / 3)  # row 3 only: row 1's top, 1/(1+2e^-5), < 0.99
+    assert rows[0][0] < 0.99 < rows[2][0]
+
+
+ONE_IMAGE = 1.01  # points: the tiny run tests on 100 images
+
+
+@pytest.fixture(scope="module")
+def dih_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cohort")
+    run_cli(tmp, "method=dih", "trainer.epochs=1", "trainer.milestones=[]", "teacher_side.cache=false")
+    return tmp
+
+
+def test_cohort_accuracies_equal_the_runs_own(dih_run, capsys):
+    stages = summary(dih_run)["stages"]
+    temperature, rows = cohort_stats.cohort_stats(dih_run / "run")
+    assert temperature == 5.0  # the run's method.loss.temperature (SPEC's DIH default)
+    names = [name for name, _ in rows]
+    assert names == [f"head {i}" for i in range(1, len(rows))] + ["teacher"] and len(rows) == 4
+    for i, (_, s) in enumerate(rows[:-1], start=1):
+        assert s["acc"] == pytest.approx(stages["heads"][f"head{i}/acc"], abs=ONE_IMAGE)
+    assert rows[-1][1]["acc"] == pytest.approx(stages["teacher"]["test/acc_last"], abs=ONE_IMAGE)
+    assert cohort_stats.main([str(dih_run / "run"), "--temperature", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "T = 1:" in table and table.count("| head ") == 3 and "| teacher |" in table
+
+
+def test_a_run_without_heads_is_refused(tmp_path, capsys):
+    run_cli(tmp_path, "method=ce", "trainer.epochs=1", "trainer.milestones=[]")
+    with pytest.raises(UserError, match="no heads"):
+        cohort_stats.cohort_stats(tmp_path / "run")
+    assert cohort_stats.main([str(tmp_path / "run")]) == 2
+    assert "give a run of a method with heads" in capsys.readouterr().err
+    assert cohort_stats.main([str(tmp_path / "nowhere")]) == 2
