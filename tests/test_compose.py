@@ -2,6 +2,7 @@
 Hydra's own compose gives, expand_sweep runs a multirun's runs in Hydra's order, and Hydra's launcher names
 work beside the project's presets."""
 
+import itertools
 import time
 
 import pytest
@@ -114,6 +115,19 @@ def test_the_paper_grids_are_checked_in_a_few_seconds(tmp_path):
             runs += len(check_multirun(cmd[3:]))
     assert runs == 2 * 186
     assert time.perf_counter() - start < 60  # ~10 s on the 2-core development machine; Hydra's compose: ~50 s
+
+
+@pytest.mark.parametrize("name", ["laptop", "cifar10_cpu", "cifar10_cpu_long"])
+def test_the_small_sweeps_runs_pass_the_settings_check(name, tmp_path):
+    """Each grid's runs compose and validate as the sweep will launch them (a list-valued alpha included)."""
+    sweep = load(ROOT / "multirun_sweeps" / f"{name}.yaml")
+    configs = []
+    for cmd in commands(sweep, tmp_path, []):
+        check_multirun(cmd[3:], then=configs.append)
+    assert len(configs) == sum(len(list(itertools.product(*g.values()))) for g in sweep["grids"])
+    alphas = [OmegaConf.to_object(c.method.loss).get("alpha") for c in configs if c.method.name == "dih"]
+    if name == "cifar10_cpu_long":  # the ablation grid reaches the loss as a list of numbers, not a string
+        assert alphas.count([0, 0, 0.1, 0.1]) == 3 and alphas.count(0.1) == 3
 
 
 @pytest.mark.slow
