@@ -1,10 +1,13 @@
-"""Paired comparisons of each method against CE and against KD: the per-seed difference of test accuracy.
+"""Paired comparisons of each method against CE, KD and any column named: the per-seed difference of test
+accuracy.
 
 Runs of one (data set, teacher, student, setting) with the same seed share their data order and their
 student's initial weights, so the difference between two methods on the same seed leaves out much of the
 seed-to-seed spread that the unpaired table's standard deviations hold. For each method and baseline the
-report gives the mean of those per-seed differences and their sample standard deviation (ddof=1), over the
-seeds both have, at the last epoch and at the best-validation epoch.
+report gives the mean of those per-seed differences, their sample standard deviation (ddof=1) and the 95%
+t interval of the mean (dih/confidence.py), over the seeds both have, at the last epoch and at the
+best-validation epoch. Beside CE and KD, ``python -m dih.report --against COLUMN`` pairs every column with
+any other (an ablation against the method it ablates, say).
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from dih.confidence import mean_interval
+from dih.errors import UserError
 from dih.results import VARIANTS, Cell, Row, RunRecord, _column_order, _row_order
 
-BASELINES = ("ce", "kd")  # the columns compared against: those of the plain methods, without options
+BASELINES = ("ce", "kd")  # always compared against: the plain methods' columns, without options
+LEVEL = 0.95  # of the interval of the mean difference
 
 
 @dataclass
@@ -48,9 +54,16 @@ class Paired:
     def std(self) -> float | None:
         return self.stats.std
 
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% t interval of the mean difference; None for a single seed."""
+        return mean_interval(self.diffs, LEVEL)
+
     def text(self) -> str:
-        spread = "" if self.std is None else f" ± {self.std:.2f}"
-        return f"{self.mean:+.2f}{spread} (n={self.n})"
+        if self.std is None:
+            return f"{self.mean:+.2f} (n={self.n})"
+        low, high = self.interval
+        return f"{self.mean:+.2f} ± {self.std:.2f} (n={self.n}; {low:+.2f} to {high:+.2f})"
 
 
 def _by_seed(records: list[RunRecord], variant: str) -> dict[tuple[Row, str], dict]:
@@ -63,43 +76,81 @@ def _by_seed(records: list[RunRecord], variant: str) -> dict[tuple[Row, str], di
     return {cell: {s: statistics.mean(v) for s, v in seeds.items()} for cell, seeds in found.items()}
 
 
-def paired(records: list[RunRecord], variant: str = "last") -> list[Paired]:
-    """Every method against each baseline present in its row, over the seeds both have (none: left out).
-    CE is the base of every other method and is not compared against KD (that is KD against CE, negated)."""
+def baselines(records: list[RunRecord], against: list[str] = ()) -> tuple[str, ...]:
+    """CE, KD, then the columns named by ``against`` (checked: each must be a column of some run)."""
+    columns = {r.column for r in records if r.status == "done" and r.accuracy() is not None}
+    for name in against:
+        if name not in columns:
+            known = ", ".join(f"'{c}'" for c in sorted(columns, key=_column_order)) or "none yet"
+            raise UserError(f"--against '{name}' is no column of these runs; the columns are: {known}.")
+    return tuple(dict.fromkeys([*BASELINES, *against]))
+
+
+def paired(
+    records: list[RunRecord], variant: str = "last", against: tuple[str, ...] = BASELINES
+) -> list[Paired]:
+    """Every column against each baseline present in its row, over the seeds both have (none: left out).
+    Against each baseline, every column but that baseline and the ones before it, whose comparison with it
+    is already there the other way round (so CE is compared against nothing, KD only against CE)."""
     accs = _by_seed(records, variant)
     out = []
     for (row, column), seeds in accs.items():
-        for baseline in BASELINES:
+        for i, baseline in enumerate(against):
             base = accs.get((row, baseline))
-            if column in ("ce", baseline) or base is None:
+            if column in against[: i + 1] or base is None:
                 continue
             common = sorted(set(seeds) & set(base), key=str)
             if common:
                 diffs = [seeds[s] - base[s] for s in common]
                 out.append(Paired(row, column, baseline, variant, common, diffs))
-    return sorted(out, key=lambda p: (p.variant, p.baseline, _row_order(p.row), _column_order(p.column)))
+    order = {b: i for i, b in enumerate(against)}
+    return sorted(
+        out, key=lambda p: (p.variant, order[p.baseline], _row_order(p.row), _column_order(p.column))
+    )
 
 
-def all_paired(records: list[RunRecord]) -> list[Paired]:
-    return [p for variant in VARIANTS for p in paired(records, variant)]
+def all_paired(records: list[RunRecord], against: list[str] = ()) -> list[Paired]:
+    """Both epochs' comparisons against CE, KD and the columns ``against`` names."""
+    chosen = baselines(records, against)
+    return [p for variant in VARIANTS for p in paired(records, variant, chosen)]
 
 
-def markdown(found: list[Paired], table) -> list[str]:
+def unpaired_baselines(records: list[RunRecord]) -> list[str]:
+    """A sentence for each of CE and KD that has runs but no plain column to pair with (every KD run sets
+    some loss option, say), naming the ``--against`` that pairs with one of its columns instead."""
+    columns = {r.column for r in records if r.status == "done" and r.accuracy() is not None}
+    notes = []
+    for baseline in BASELINES:
+        variants = sorted(c for c in columns if c.startswith(f"{baseline} ["))
+        if variants and baseline not in columns:
+            notes.append(
+                f"No run of {baseline.upper()} has its default settings, so nothing is paired against "
+                f"{baseline.upper()}; pass --against '{variants[0]}' (or another of its columns) to pair "
+                "against one of its variants."
+            )
+    return notes
+
+
+def markdown(found: list[Paired], table, notes: list[str] = ()) -> list[str]:
     """results.md's section: one table per (variant, baseline), rows as in the main tables, cells
-    'mean difference ± its sample std (n)'. ``table(header, lines)`` formats a Markdown table."""
-    if not found:
+    'mean difference ± its sample std (n; interval)'. ``table(header, lines)`` formats a Markdown table;
+    ``notes``: sentences said before the tables (unpaired_baselines)."""
+    if not found and not notes:
         return []
     out = [
         "",
-        "## Paired differences against CE and KD",
+        "## Paired differences",
         "",
         "Cells: mean ± sample std (ddof=1), over the seeds both have, of the per-seed difference of the "
-        "student's test accuracy (points; method − baseline). Runs with one seed share their data order and "
-        "initial weights, so this is the fair comparison.",
+        "student's test accuracy (points; column − baseline), then the 95% t interval of the mean "
+        "difference. Runs of the same seed share their data order and initial weights, so this is the fair "
+        "comparison.",
+        *(f"\n{note}" for note in notes),
     ]
     titles = {"last": "at the last epoch", "best_val": "at the epoch of best validation accuracy"}
+    chosen = list(dict.fromkeys(p.baseline for p in found))
     for variant in VARIANTS:
-        for baseline in BASELINES:
+        for baseline in chosen:
             group = [p for p in found if p.variant == variant and p.baseline == baseline]
             if not group:
                 continue
@@ -110,7 +161,8 @@ def markdown(found: list[Paired], table) -> list[str]:
                 [row.label] + [c.text() if (c := cells.get((row, m))) else "–" for m in columns]
                 for row in rows
             ]
-            out += ["", f"### Against {baseline.upper()}, {titles[variant]}", ""]
+            name = baseline.upper() if baseline in BASELINES else baseline
+            out += ["", f"### Against {name}, {titles[variant]}", ""]
             out += table(["data set / teacher → student", *columns], lines)
     return out
 
@@ -121,10 +173,12 @@ def write_csv(found: list[Paired], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(
             ["dataset", "teacher", "student", "setting", "method", "baseline", "variant"]
-            + ["mean_diff", "std_diff", "n", "seeds"]
+            + ["mean_diff", "std_diff", "ci95_low", "ci95_high", "n", "seeds"]
         )
         for p in found:
             std = "" if p.std is None else f"{p.std:.4f}"
+            low, high = ("", "") if p.interval is None else (f"{x:.4f}" for x in p.interval)
             row = [p.row.title or p.row.dataset, p.row.teacher, p.row.student, p.row.setting]
             seeds = " ".join(map(str, p.seeds))
-            writer.writerow([*row, p.column, p.baseline, p.variant, f"{p.mean:.4f}", std, p.n, seeds])
+            stats = [f"{p.mean:.4f}", std, low, high, p.n, seeds]
+            writer.writerow([*row, p.column, p.baseline, p.variant, *stats])

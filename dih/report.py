@@ -7,7 +7,8 @@ A run directory is one with the ``config.yaml`` that ``dih.pipeline.run`` writes
 (finished), ``failed.json`` (failed) or neither (running or killed). Failed and unfinished runs are listed
 in the report, never dropped. Rows are (data set, teacher, student), columns are methods in the paper's
 order, cells the mean +- sample std of the student's test accuracy over seeds; then each method's paired
-difference against CE and KD over the seeds both have (dih/paired.py). A data set is named as a reader knows
+difference against CE and KD (and any column ``--against`` names) over the seeds both have, with its 95% t
+interval (dih/paired.py). A data set is named as a reader knows
 it: dataset.label, else an image folder's directory name.
 """
 
@@ -85,7 +86,7 @@ def markdown(
             [row.label] + [c.text() if (c := t.cell(row, m)) else "–" for m in t.columns] for row in t.rows
         ]
         out += _markdown_table(["data set / teacher → student", *t.columns], lines)
-    out += paired.markdown(list(differences), _markdown_table)
+    out += paired.markdown(list(differences), _markdown_table, paired.unpaired_baselines(records))
     teacher_side = [r for r in records if r.status == "done" and r.accuracy() is None]
     failed = [r for r in records if r.status == "failed"]
     unfinished = [r for r in records if r.status == "unfinished"]
@@ -116,8 +117,11 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
-def write_report(directory: Path | str, out: Path | str | None = None) -> Path:
-    """Gather the runs under ``directory`` and write results.md, results.csv and the plots into ``out``."""
+def write_report(
+    directory: Path | str, out: Path | str | None = None, against: list[str] = ()
+) -> Path:
+    """Gather the runs under ``directory`` and write results.md, results.csv and the plots into ``out``;
+    ``against``: columns to pair every other column with, beside CE and KD."""
     from dih import report_plots  # matplotlib only when plotting
 
     directory = Path(directory)
@@ -127,6 +131,7 @@ def write_report(directory: Path | str, out: Path | str | None = None) -> Path:
         raise UserError(
             f"No runs found under {directory}: point it at a sweep or outputs directory written by run.py."
         )
+    differences = paired.all_paired(records, against)  # first: a wrong --against writes nothing
     out.mkdir(parents=True, exist_ok=True)
     found = tables(records)
     head_results = heads(records)
@@ -149,7 +154,6 @@ def write_report(directory: Path | str, out: Path | str | None = None) -> Path:
             "(artifact store moved?)."
         )
     write_csv(found, out / "results.csv")
-    differences = paired.all_paired(records)
     paired.write_csv(differences, out / "paired.csv")
     (out / "results.md").write_text(markdown(directory, records, found, head_results, notes, differences))
     return out
@@ -164,9 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="where to write the report (default: DIR/report)"
     )
+    parser.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="also pair every column with this one, as the tables name it, e.g. 'dih [loss.alpha=0.1]' "
+        "(repeatable; CE and KD always)",
+    )
     args = parser.parse_args(argv)
     try:
-        out = write_report(args.directory, args.out)
+        out = write_report(args.directory, args.out, args.against)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -232,23 +232,36 @@ def _ignored(key: str, dataset: str) -> bool:
 
 
 def _label_settings(records: list[RunRecord]) -> None:
-    """Name the settings that differ between runs of the same (pair, method), so they never share a cell.
+    """Name the settings that differ between runs of one pair, so that runs made differently never share a
+    cell nor a row (where the paired comparison would take them for the same setting).
 
-    A non-method key that varies (e.g. ``trainer.epochs``) splits rows on that data set; a ``method.*`` key
-    (e.g. ``method.loss.alpha``) splits that method's column.
+    A non-method key that varies among the runs of a (data set, teacher, student), whatever their methods
+    (e.g. ``trainer.epochs``: CE at 15 epochs and KD at 30), splits rows on that data set; a ``method.*``
+    key that varies among one method's runs of a pair (e.g. ``method.loss.alpha``) splits its column.
     """
     flat = [_flatten(r.config) for r in records]
+    pairs: dict[tuple, list[dict]] = defaultdict(list)
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r, f in zip(records, flat):
+        pairs[(r.dataset, r.teacher, r.student)].append(f)
         cells[(r.dataset, r.teacher, r.student, r.method)].append(f)
+
+    def varying(group: list[dict], dataset: str, method_keys: bool) -> set[str]:
+        # A key some runs lack (written by an older version of the project) is compared among the rest.
+        return {
+            key
+            for key in set().union(*group)
+            if key.startswith("method.") == method_keys
+            and not _ignored(key, dataset)
+            and len({str(f[key]) for f in group if key in f}) > 1
+        }
+
     row_keys: dict[str, set[str]] = defaultdict(set)
     column_keys: dict[str, set[str]] = defaultdict(set)
+    for (dataset, _, _), group in pairs.items():
+        row_keys[dataset] |= varying(group, dataset, method_keys=False)
     for (dataset, _, _, method), group in cells.items():
-        for key in set().union(*group):
-            # A key some runs lack (written by an older version of the project) is compared among the rest.
-            if _ignored(key, dataset) or len({str(f[key]) for f in group if key in f}) < 2:
-                continue
-            (column_keys[method] if key.startswith("method.") else row_keys[dataset]).add(key)
+        column_keys[method] |= varying(group, dataset, method_keys=True)
     for r, f in zip(records, flat):
         r.setting = ", ".join(f"{k}={f[k]}" for k in sorted(row_keys[r.dataset]) if k in f)
         r.options = ", ".join(
@@ -277,23 +290,24 @@ def _column_order(column: str) -> tuple:
 def table(records: list[RunRecord], variant: str = "last") -> Table:
     """The paper's table of the finished runs' student accuracies (``variant``: last or best_val).
 
-    A run that repeats another's student artifact (same key, same seed) counts once.
+    One value per seed: a run that repeats another's student artifact (same key) counts once, and a seed
+    run twice into different artifacts (on another machine, say) is averaged, as the paired comparison
+    does, so n is always the number of seeds.
     """
-    cells: dict[tuple[Row, str], Cell] = defaultdict(Cell)
-    seen = set()
+    by_seed: dict[tuple[Row, str], dict] = defaultdict(dict)
     for r in records:
         acc = r.accuracy(variant)
         if r.status != "done" or acc is None:
             continue
-        ident = (r.row, r.column, r.seed, r.stages["student"].get("key"))
-        if ident in seen:
-            continue
-        seen.add(ident)
-        cells[(r.row, r.column)].values.append(float(acc))
-        cells[(r.row, r.column)].seeds.append(r.seed)
+        runs = by_seed[(r.row, r.column)].setdefault(r.seed, {})
+        runs.setdefault(r.stages["student"].get("key"), float(acc))
+    cells = {
+        cell: Cell([statistics.mean(runs.values()) for runs in seeds.values()], list(seeds))
+        for cell, seeds in by_seed.items()
+    }
     rows = sorted({row for row, _ in cells}, key=_row_order)
     columns = sorted({column for _, column in cells}, key=_column_order)
-    return Table(variant, rows, columns, dict(cells))
+    return Table(variant, rows, columns, cells)
 
 
 def tables(records: list[RunRecord]) -> list[Table]:

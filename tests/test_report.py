@@ -219,11 +219,46 @@ def test_paired_differences_match_a_hand_computation(sweep, tmp_path):
     assert (
         "### Against CE, at the last epoch" in md and "### Against KD, at the epoch of best validation" in md
     )
-    assert "+4.03 ± 2.80 (n=3)" in md and "-6.80 (n=1)" in md
+    # the 95% t interval: mean +- t(0.975, 2 d.o.f.) = 4.303 (a printed table's) x std / sqrt(3)
+    half = 4.303 * 2.8024 / 3**0.5
+    assert dih_ce.interval == (
+        pytest.approx(4.0333 - half, abs=2e-3),
+        pytest.approx(4.0333 + half, abs=2e-3),
+    )
+    assert "+4.03 ± 2.80 (n=3; -2.93 to +10.99)" in md and "-6.80 (n=1)" in md
     with (out / "paired.csv").open() as f:
         lines = {(x["method"], x["baseline"], x["variant"]): x for x in csv.DictReader(f)}
     assert lines[("dih", "kd", "best_val")]["mean_diff"] == "2.2000"
     assert lines[("dih", "kd", "best_val")]["std_diff"] == "0.2000"
+    half = 4.303 * 0.2 / 3**0.5  # dih - kd: 2.2 +- 0.4968
+    assert float(lines[("dih", "kd", "best_val")]["ci95_low"]) == pytest.approx(2.2 - half, abs=1e-3)
+    assert float(lines[("dih", "kd", "best_val")]["ci95_high"]) == pytest.approx(2.2 + half, abs=1e-3)
+    assert lines[("mynew", "ce", "last")]["ci95_low"] == ""  # one seed: no interval
+
+
+def test_any_column_can_be_the_baseline(sweep, tmp_path):
+    """--against crd pairs every other column but CE and KD (already compared with crd) with crd."""
+    records = results.gather(sweep["root"])
+    found = {(p.column, p.baseline, p.variant): p for p in paired.all_paired(records, ["crd"])}
+    # dih - crd per seed: 61.2-60.0, 60.1-61.5, 62.9-59.7 = 1.2, -1.4, 3.2; mean 1.0, sample std 2.3065
+    dih_crd = found[("dih", "crd", "last")]
+    assert dih_crd.diffs == pytest.approx([1.2, -1.4, 3.2])
+    assert dih_crd.mean == pytest.approx(1.0) and dih_crd.std == pytest.approx(2.3065, abs=1e-4)
+    assert found[("mynew", "crd", "last")].diffs == pytest.approx([-9.5])
+    assert {c for c, b, _ in found if b == "crd"} == {"dih", "mynew"}
+    assert ("crd", "kd", "last") in found and ("crd", "ce", "last") in found  # CE and KD as before
+    out = tmp_path / "out"
+    assert report.main([str(sweep["root"]), "--out", str(out), "--against", "crd"]) == 0
+    assert "### Against crd, at the last epoch" in (out / "results.md").read_text()
+
+
+def test_an_unknown_baseline_is_refused_naming_the_columns(sweep, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert report.main([str(sweep["root"]), "--out", str(out), "--against", "dih [loss.alpha=9]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--against 'dih [loss.alpha=9]'" in err
+    assert "'ce', 'kd', 'crd', 'dih', 'mynew'" in err
+    assert not out.exists()  # refused before anything is written
 
 
 def test_only_seeds_both_methods_have_are_paired(tmp_path):
@@ -309,3 +344,44 @@ def test_real_sweep_end_to_end(tmp_path):
     err = proc.stderr.strip()
     assert err.startswith("error: No runs found") and len(err.splitlines()) == 1
     assert proc.stdout == ""
+
+
+def test_runs_made_differently_never_share_a_row_nor_a_pair(tmp_path):
+    """CE at 15 epochs and KD at 30 vary nothing within their own method, yet are not one setting."""
+    root = tmp_path / "sweep"
+    for seed in SEEDS:
+        write_run(root / f"ce_s{seed}", "ce", seed, last=50.0 + seed / 100, config={"trainer": {"epochs": 15}})
+        write_run(root / f"kd_s{seed}", "kd", seed, last=60.0, config={"trainer": {"epochs": 30}})
+    records = results.gather(root)
+    assert {r.row.setting for r in records} == {"trainer.epochs=15", "trainer.epochs=30"}
+    assert paired.all_paired(records) == []  # no KD - CE across two schedules
+
+
+def test_a_seed_run_twice_counts_once_in_the_table_as_in_the_pairs(tmp_path):
+    root = tmp_path / "sweep"
+    write_run(root / "kd_s30_a", "kd", 30, last=50.0)
+    write_run(root / "kd_s30_b", "kd", 30, last=52.0)  # another student key: made again, elsewhere
+    write_run(root / "kd_s50", "kd", 50, last=55.0)
+    write_run(root / "ce_s30", "ce", 30, last=49.0)
+    write_run(root / "ce_s50", "ce", 50, last=50.0)
+    records = results.gather(root)
+    cell = results.table(records).cell(results.Row("cifar100", "res110", "res8"), "kd")
+    assert (cell.n, cell.seeds, cell.values) == (2, [30, 50], [51.0, 55.0])
+    (kd_ce,) = paired.paired(records)
+    assert kd_ce.diffs == [2.0, 5.0]  # each seed's mean, as the table's
+
+
+def test_a_sweep_without_plain_kd_says_what_to_pair_against(tmp_path):
+    root = tmp_path / "sweep"
+    for seed in SEEDS:
+        write_run(root / f"ce_s{seed}", "ce", seed, last=50.0)
+        for t in (4, 5):
+            cfg = {"method": {"loss": {"alpha": 0.1, "temperature": t}}}
+            write_run(root / f"kd{t}_s{seed}", "kd", seed, last=55.0 + t, config=cfg)
+    out = tmp_path / "out"
+    report.write_report(root, out)
+    md = (out / "results.md").read_text()
+    assert "### Against KD" not in md
+    assert "nothing is paired against KD; pass --against 'kd [loss.temperature=4]'" in md
+    assert report.main([str(root), "--out", str(out), "--against", "kd [loss.temperature=4]"]) == 0
+    assert "### Against kd [loss.temperature=4], at the last epoch" in (out / "results.md").read_text()
