@@ -224,6 +224,22 @@ def _head_kinds():
     return sorted(HEAD_KINDS)
 
 
+class TrainPerClass(Rule):
+    """null, or a count each class can give beside its validation images: known here for the data sets of
+    fixed class sizes (dih.data.check_train_per_class), checked when it loads for an image folder."""
+
+    describe = "null or an integer >= 1"
+
+    def ok(self, value, root):
+        return value is None or COUNT.ok(value, root)
+
+    def check(self, path, value, root):
+        super().check(path, value, root)
+        from dih.data import check_train_per_class
+
+        check_train_per_class(root.get("dataset") or {})
+
+
 POSITIVE = Number(0, low_open=True)
 NON_NEGATIVE = Number(0)
 WEIGHT = Number(0, 1)  # alpha, alpha_kd: the share of a loss term
@@ -239,7 +255,7 @@ _DATA = {
     "val_fraction": Number(0, 1, high_open=True),
     "split_seed": SEED,
     # optional: configs written before these settings existed lack them
-    "train_per_class?": Nullable(COUNT),  # at most the smallest class's size: checked when the data loads
+    "train_per_class?": TrainPerClass(),
     "label?": Nullable(Text()),
 }
 

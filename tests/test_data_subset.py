@@ -78,11 +78,13 @@ def test_subset_too_large_names_the_class_and_the_limit(tmp_path):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(path)
     folder = OmegaConf.merge(OmegaConf.load(CONF / "folder.yaml"), {"root": str(tmp_path)})
-    with pytest.raises(UserError, match=r"smallest class \(dog, 3 training images\).*at most 3"):
+    with pytest.raises(UserError, match=r"class dog can give: it has 3 training images; .*at most 3\.$"):
         load_data(OmegaConf.merge(folder, {"train_per_class": 4, "val_fraction": 0}))
-    # round(0.5 * 3) = 2 of the 3 dog images are held out for validation, so at most 1 trains
-    with pytest.raises(UserError, match=r"class dog .* at most 1 or lower dataset.val_fraction"):
-        load_data(OmegaConf.merge(folder, {"train_per_class": 2, "val_fraction": 0.5}))
+    # round(0.5 * 3) = 2 of the 3 dog images are held out for validation, so at most 1 trains, whether the
+    # value asked for is above the class's size or not: the limit named is one that is then accepted
+    for asked in (2, 4):
+        with pytest.raises(UserError, match=r"class dog .* 2 of them held out .* at most 1 or lower"):
+            load_data(OmegaConf.merge(folder, {"train_per_class": asked, "val_fraction": 0.5}))
     data = load_data(OmegaConf.merge(folder, {"train_per_class": 1, "val_fraction": 0.5}))
     assert data.train_labels.tolist() == [0, 1] and sorted(data.val_labels.tolist()) == [0, 0, 1, 1]
     assert train_split_size(OmegaConf.merge(folder, {"train_per_class": 2})) == 4
@@ -113,3 +115,17 @@ def test_train_per_class_is_in_every_key_and_label_in_none():
     assert dataset_identity(synthetic(train_per_class=None)) == dataset_identity(
         {k: v for k, v in OmegaConf.to_container(synthetic()).items() if k != "train_per_class"}
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "fraction", "room"), [("cifar100", 0.1, 450), ("cifar100", 0.0, 500), ("cifar10", 0.02, 4900)]
+)
+def test_a_subset_larger_than_a_fixed_size_data_set_is_refused_before_loading(name, fraction, room):
+    """CIFAR's classes are known (500 or 5,000 training images): too many per class is refused when the
+    config is checked, before a sweep submits a job that would fail at load."""
+    cfg = compose.compose_run([f"dataset={name}", f"dataset.val_fraction={fraction}"])
+    cfg.dataset.train_per_class = room
+    validate(cfg)
+    cfg.dataset.train_per_class = room + 1
+    with pytest.raises(UserError, match=rf"each class of {name} can give: .* at most {room}\b"):
+        validate(cfg)

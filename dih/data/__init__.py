@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from dih.data.images import NORMALIZATION, ImageData
-from dih.data.split import stratified_split, subset_split
+from dih.data.split import stratified_split, subset_split, too_many_per_class
 from dih.errors import UserError, unknown_name
 
 DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "folder", "synthetic")
@@ -142,6 +142,20 @@ def dataset_identity(cfg: Any) -> dict[str, Any]:
     if f.get("name") in _ROOT_IN_IDENTITY:
         f["root"] = None if root in (None, "") else str(resolve_root(root))
     return f
+
+
+def check_train_per_class(cfg: Any) -> None:
+    """Refuse, before anything loads, a train_per_class more than a data set of known class sizes (CIFAR,
+    Tiny-ImageNet: equal classes) can give beside its validation split; others are checked when they load."""
+    f = _fields(cfg)
+    per_class, name = f.get("train_per_class"), f.get("name")
+    if per_class is None or name not in _TRAIN_SIZES:
+        return
+    size = _TRAIN_SIZES[name] // _NUM_CLASSES[name]
+    fraction = float(f.get("val_fraction") or 0.0)
+    held = round(fraction * size)  # as subset_split holds out of each class
+    if int(per_class) > size - held:
+        raise too_many_per_class(int(per_class), f"each class of {name}", size, held, fraction)
 
 
 def train_split_size(cfg: Any) -> int | None:

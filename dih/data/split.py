@@ -31,6 +31,17 @@ def stratified_split(labels, fraction: float, seed: int) -> tuple[torch.Tensor, 
     return torch.from_numpy(train.astype(np.int64)), torch.from_numpy(val.astype(np.int64))
 
 
+def too_many_per_class(per_class: int, which: str, size: int, held: int, fraction: float) -> UserError:
+    """The refusal of a train_per_class that ``which`` class ("class cat") of ``size`` training images,
+    ``held`` of them held out for validation, cannot give; it names the largest value that fits."""
+    validation = f", {held} of them held out for validation (val_fraction {fraction:g})" if held else ""
+    lower = " or lower dataset.val_fraction" if held else ""
+    return UserError(
+        f"dataset.train_per_class={per_class} is more than {which} can give: it has {size} "
+        f"training images{validation}; set train_per_class to at most {size - held}{lower}."
+    )
+
+
 def subset_split(
     labels, per_class: int, fraction: float, seed: int, class_names: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,19 +56,10 @@ def subset_split(
     classes = np.unique(labels_np)
     sizes = {int(c): int((labels_np == c).sum()) for c in classes}
     held = {c: round(float(fraction) * n) for c, n in sizes.items()}
-    smallest = min(sizes, key=lambda c: (sizes[c], c))
-    if per_class > sizes[smallest]:
-        raise UserError(
-            f"dataset.train_per_class={per_class} is more than the smallest class ({class_names[smallest]}, "
-            f"{sizes[smallest]} training images) holds; set it to at most {sizes[smallest]}."
-        )
     tightest = min(sizes, key=lambda c: (sizes[c] - held[c], c))
-    room = sizes[tightest] - held[tightest]
-    if per_class > room:
-        raise UserError(
-            f"dataset.train_per_class={per_class} leaves class {class_names[tightest]} too few images for "
-            f"its {held[tightest]} validation images (val_fraction {fraction} of {sizes[tightest]}); set "
-            f"train_per_class to at most {room} or lower dataset.val_fraction."
+    if per_class > sizes[tightest] - held[tightest]:
+        raise too_many_per_class(
+            per_class, f"class {class_names[tightest]}", sizes[tightest], held[tightest], float(fraction)
         )
     rng = np.random.default_rng(int(seed))
     train, val = [], []
