@@ -1,8 +1,12 @@
 """How soft the cohort's targets are: for each classifier of a finished run's teacher side (each head, shallow
-first, then the teacher's own classifier), on the test set, its accuracy, its logits' spread and the softened
-distribution softmax(z / T) that the student is distilled towards at the run's temperature.
+first, then the teacher's own classifier), on the test set or the training images, its accuracy, its logits'
+spread and the softened distribution softmax(z / T) that the student is distilled towards at the run's
+temperature.
 
-    python -m dih.cohort_stats <run dir> [--temperature T] [--data-root DIR]
+    python -m dih.cohort_stats <run dir> [--split test|train] [--temperature T] [--data-root DIR]
+
+The teacher side runs as the run's student stage ran it (its bf16 setting, from the student's spec). The
+training split is read without augmentation: what the student is taught on, up to its crops and flips.
 
 A classifier whose logits are far apart relative to T gives (almost) one-hot targets: it teaches its own
 argmax, right or wrong, rather than how classes resemble each other. The numbers are measured, not kept:
@@ -39,8 +43,12 @@ def softness(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> 
     }
 
 
-def cohort_logits(run_dir: Path, data_root: str | None = None, batch_size: int = 512):
-    """(the cohort's test logits, shallowest head first, teacher last; the test labels; the run's config)."""
+SPLITS = ("test", "train")
+
+
+def cohort_logits(run_dir: Path, data_root: str | None = None, batch_size: int = 512, split: str = "test"):
+    """(the cohort's logits on ``split``, shallowest head first, teacher last; its labels; the run's
+    config)."""
     from dih.artifacts import META, ArtifactStore
     from dih.data import load_data
     from dih.loading import data_settings, run_config
@@ -60,6 +68,8 @@ def cohort_logits(run_dir: Path, data_root: str | None = None, batch_size: int =
             "(dih, mhkd, tofd)."
         )
     config = run_config(run_dir)
+    if split not in SPLITS:
+        raise UserError(f"--split is '{split}'; give one of {', '.join(SPLITS)}.")
     found = {}
     for role in ("teacher", "heads"):
         key = stages[role]["key"]
@@ -68,23 +78,43 @@ def cohort_logits(run_dir: Path, data_root: str | None = None, batch_size: int =
             raise UserError(f"The {role} artifact {key} of {run_dir} is in no store beside it or here.")
         found[role] = ArtifactStore(store, on_corrupt="refuse").find(key)
     device = torch.device("cpu")
-    side = TeacherSide(load_model(found["teacher"], device), load_heads(found["heads"], device), Speed())
+    speed = Speed(bf16=_run_bf16(run_dir, config, stages, found["heads"]))
+    side = TeacherSide(load_model(found["teacher"], device), load_heads(found["heads"], device), speed)
     data = load_data(data_settings(run_dir, found["teacher"], data_root))
+    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)
     std = torch.tensor(data.std).view(1, -1, 1, 1)
     outputs = []
     with torch.no_grad():
-        for start in range(0, len(data.test_images), batch_size):
-            images = data.test_images[start : start + batch_size].float().div(255.0)
-            outputs.append(side((images - mean) / std).cohort)
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].float().div(255.0)
+            outputs.append(side((batch - mean) / std).cohort)
     cohort = [torch.cat(parts) for parts in zip(*outputs)]
-    return cohort, data.test_labels, config
+    return cohort, labels, config
 
 
-def cohort_stats(run_dir: str | Path, temperature: float | None = None, data_root: str | None = None):
-    """Per classifier (name, softness dict) at ``temperature`` (default: the run's loss temperature)."""
+def _run_bf16(run_dir: Path, config: dict, stages: dict, heads) -> bool:
+    """Whether the run's student stage ran the teacher side in bf16 (its spec says; else the heads')."""
+    from dih.artifacts import META
+    from dih.run_dirs import artifact_stores
+
+    key = stages.get("student", {}).get("key")
+    for store in artifact_stores(run_dir, config) if key else ():
+        if (store / key / META).is_file():
+            return bool(json.loads((store / key / META).read_text())["identity"].get("bf16", False))
+    return bool(heads.meta.get("identity", {}).get("bf16", False))
+
+
+def cohort_stats(
+    run_dir: str | Path,
+    temperature: float | None = None,
+    data_root: str | None = None,
+    split: str = "test",
+):
+    """Per classifier (name, softness dict) on ``split`` at ``temperature`` (default: the run's loss
+    temperature)."""
     run_dir = Path(run_dir).expanduser().resolve()
-    cohort, labels, config = cohort_logits(run_dir, data_root)
+    cohort, labels, config = cohort_logits(run_dir, data_root, split=split)
     if temperature is None:
         temperature = (config.get("method", {}).get("loss") or {}).get("temperature")
         if temperature is None:
@@ -98,20 +128,24 @@ def cohort_stats(run_dir: str | Path, temperature: float | None = None, data_roo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dih.cohort_stats",
-        description="How soft each classifier of a run's cohort is on the test set at the run's temperature.",
+        description="How soft each classifier of a run's cohort is at the run's temperature.",
+    )
+    parser.add_argument(
+        "--split", choices=SPLITS, default="test", help="test (default) or the training images, unaugmented"
     )
     parser.add_argument("run_dir", type=Path, help="a finished run's directory (dih, mhkd or tofd)")
     parser.add_argument("--temperature", type=float, default=None, help="default: the run's own")
     parser.add_argument("--data-root", default=None, help="where the data is, if not where it was")
     args = parser.parse_args(argv)
     try:
-        temperature, rows = cohort_stats(args.run_dir, args.temperature, args.data_root)
+        temperature, rows = cohort_stats(args.run_dir, args.temperature, args.data_root, args.split)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"test set, T = {temperature:g}: softmax(z / T) of each classifier")
+    print(f"{args.split} set, T = {temperature:g}: softmax(z / T) of each classifier")
     print(
-        "| classifier | test acc (%) | mean logit range | mean top prob | entropy / log C | top >= 0.99 (%) |"
+        f"| classifier | {args.split} acc (%) | mean logit range | mean top prob | entropy / log C "
+        "| top >= 0.99 (%) |"
     )
     print("|---|---|---|---|---|---|")
     for name, s in rows:

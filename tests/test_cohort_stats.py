@@ -60,3 +60,22 @@ def test_a_run_without_heads_is_refused(tmp_path, capsys):
     assert cohort_stats.main([str(tmp_path / "run")]) == 2
     assert "give a run of a method with heads" in capsys.readouterr().err
     assert cohort_stats.main([str(tmp_path / "nowhere")]) == 2
+
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_the_teacher_side_runs_in_the_runs_precision_on_either_split(tmp_path, capsys, bf16):
+    """A run's teacher side is measured as its student stage ran it (bf16 or not, from the student's spec),
+    and on the training images with --split train."""
+    run_cli(tmp_path, "method=dih", "trainer.epochs=1", "trainer.milestones=[]", f"teacher_side.bf16={bf16}")
+    run = tmp_path / "run"
+    stages = summary(tmp_path)["stages"]
+    cohort, labels, config = cohort_stats.cohort_logits(run)
+    assert cohort_stats._run_bf16(run, config, stages, None) is bf16
+    _, rows = cohort_stats.cohort_stats(run)
+    for i, (_, s) in enumerate(rows[:-1], start=1):
+        assert s["acc"] == pytest.approx(stages["heads"][f"head{i}/acc"], abs=ONE_IMAGE)
+    train_cohort, train_labels, _ = cohort_stats.cohort_logits(run, split="train")
+    assert len(train_labels) == 180 and all(len(z) == 180 for z in train_cohort)  # 200 less the 10% held out
+    assert cohort_stats.main([str(run), "--split", "train"]) == 0
+    assert "train set, T = 5:" in capsys.readouterr().out
