@@ -117,7 +117,7 @@ def test_the_paper_grids_are_checked_in_a_few_seconds(tmp_path):
     assert time.perf_counter() - start < 60  # ~10 s on the 2-core development machine; Hydra's compose: ~50 s
 
 
-@pytest.mark.parametrize("name", ["laptop", "cifar10_cpu", "cifar10_cpu_long"])
+@pytest.mark.parametrize("name", ["laptop", "cifar10_cpu", "cifar10_cpu_long", "cifar10_cpu_long_mean"])
 def test_the_small_sweeps_runs_pass_the_settings_check(name, tmp_path):
     """Each grid's runs compose and validate as the sweep will launch them (a list-valued alpha included)."""
     sweep = load(ROOT / "multirun_sweeps" / f"{name}.yaml")
@@ -128,6 +128,11 @@ def test_the_small_sweeps_runs_pass_the_settings_check(name, tmp_path):
     alphas = [OmegaConf.to_object(c.method.loss).get("alpha") for c in configs if c.method.name == "dih"]
     if name == "cifar10_cpu_long":  # the ablation grid reaches the loss as a list of numbers, not a string
         assert alphas.count([0, 0, 0.1, 0.1]) == 3 and alphas.count(0.1) == 3
+    if name == "cifar10_cpu_long_mean":  # both cohorts averaged, the full one also summed
+        losses = [(OmegaConf.to_object(c.method.loss)["alpha"], c.method.loss.reduction) for c in configs]
+        assert sorted(map(str, losses)) == sorted(
+            map(str, [(0.1, "mean")] * 3 + [([0, 0, 0.1, 0.1], "mean")] * 3 + [(0.1, "sum")] * 3)
+        )
 
 
 @pytest.mark.slow
