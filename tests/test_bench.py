@@ -6,7 +6,7 @@ import torch
 
 from dih import bench
 from dih.errors import UserError
-from dih.runtime import has_native_bf16
+from dih.runtime import bf16_checked, has_native_bf16
 
 ROWS = [
     ("loader", "torchvision DataLoader, PIL transforms, 0 workers"),
@@ -114,10 +114,15 @@ def test_bf16_rows_run_bf16_and_say_whether_it_is_emulated(quick):
     b = bench.Bench(bench.parse(["--quick", "--device", "cpu"]))
     assert b.bf16.bf16  # forced on, whatever auto would choose here
     assert all(p.dtype == torch.bfloat16 for p in b.side(b.bf16).run_teacher.parameters())
-    bf16_rows = [row["loop"] for row in parse_table(report) if "bf16" in row["loop"]]
-    assert len(bf16_rows) == 4
+    loops = [row["loop"] for row in parse_table(report)]
+    forced = [loop for loop in loops if "bf16" in loop and not loop.startswith("cohort cache build")]
+    assert len(forced) == 4
     emulated = not has_native_bf16(torch.device("cpu"))
-    assert all(("emulated" in loop) == emulated for loop in bf16_rows)
+    assert all(("emulated" in loop) == emulated for loop in forced)
+    # The cache build is no forced row: it runs as a run's cohort stage would, in bf16 where auto has it.
+    (build,) = [loop for loop in loops if loop.startswith("cohort cache build")]
+    auto = "bf16" if bf16_checked("cpu") else "fp32"
+    assert build.startswith(f"cohort cache build, {auto} teacher side"), build
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
