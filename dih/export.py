@@ -24,7 +24,7 @@ from pathlib import Path
 
 from dih.atomic import write_with
 from dih.errors import UserError
-from dih.loading import data_settings, find_artifact
+from dih.loading import data_settings, find_artifact, load_training_data
 from dih.run_dirs import dataset_title
 
 METADATA = "dih.json"
@@ -32,10 +32,8 @@ METADATA = "dih.json"
 
 def describe(path: Path, artifact, data_root: str | None = None) -> dict:
     """The metadata written beside the weights."""
-    from dih.data import load_data
-
     settings = data_settings(path, artifact, data_root)
-    data = load_data(settings)
+    data = load_training_data(path, artifact, data_root)
     payload = artifact.load()
     _, height, width = data.image_shape
     return {

@@ -13,6 +13,7 @@ student is read directly. Checksums are verified before anything is loaded.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -86,6 +87,17 @@ def data_settings(path: Path, artifact, data_root: str | None) -> dict:
     if data_root is not None:
         settings["root"] = data_root
     return settings
+
+
+def load_training_data(path: Path, artifact, data_root: str | None):
+    """The data set a finished run or artifact was trained on (data_settings), for the commands that read it
+    back: a refusal names their ``--data-root`` flag where the data set's own names ``dataset.root``."""
+    from dih.data import load_data
+
+    try:
+        return load_data(data_settings(path, artifact, data_root))
+    except UserError as err:
+        raise UserError(re.sub(r"\bdataset\.root\b", "--data-root", str(err))) from None
 
 
 def load_model(path: str | Path, device: str = "cpu"):

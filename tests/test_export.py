@@ -105,3 +105,14 @@ def test_import_dih_does_not_load_torch():
     code = "import sys, dih; assert callable(dih.load_model); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_data_that_moved_is_refused_naming_the_flag(trained, tmp_path):
+    """The data set's refusal says dataset.root; the command that reads it back has --data-root instead."""
+    (tmp_path / "train").mkdir()  # an image folder with nothing in it
+    artifact = dih.loading.find_artifact(trained / "run")
+    moved = {**artifact.meta, "identity": {**artifact.meta["identity"], "data": {"name": "folder"}}}
+    artifact.meta = moved  # as if the student had been trained on an image folder, now gone
+    with pytest.raises(UserError, match=r"--data-root") as err:
+        dih.loading.load_training_data(tmp_path / "no-run-here", artifact, str(tmp_path))
+    assert "dataset.root" not in str(err.value)

@@ -350,7 +350,8 @@ def test_runs_made_differently_never_share_a_row_nor_a_pair(tmp_path):
     """CE at 15 epochs and KD at 30 vary nothing within their own method, yet are not one setting."""
     root = tmp_path / "sweep"
     for seed in SEEDS:
-        write_run(root / f"ce_s{seed}", "ce", seed, last=50.0 + seed / 100, config={"trainer": {"epochs": 15}})
+        ce = {"trainer": {"epochs": 15}}
+        write_run(root / f"ce_s{seed}", "ce", seed, last=50.0 + seed / 100, config=ce)
         write_run(root / f"kd_s{seed}", "kd", seed, last=60.0, config={"trainer": {"epochs": 30}})
     records = results.gather(root)
     assert {r.row.setting for r in records} == {"trainer.epochs=15", "trainer.epochs=30"}
