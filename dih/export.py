@@ -1,6 +1,8 @@
-"""Export a trained model as a torch.export program (.pt2), for use without this project:
+"""Export a trained model as a torch.export program (.pt2), for use without this project, or as its weights
+in safetensors, for code that builds the architecture itself:
 
-    python -m dih.export outputs/<run dir> --out student.pt2         # or <store>/<student key>
+    python -m dih.export outputs/<run dir> --out student.pt2          # or <store>/<student key>
+    python -m dih.export outputs/<run dir> --out student.safetensors  # the format follows the suffix
 
 The file is loadable with plain torch (any batch size); the model maps float NCHW images, normalised per
 channel with the recorded mean and std, to logits. What a user needs besides the weights travels inside it
@@ -11,8 +13,11 @@ as dih.json:
     meta = json.loads(files["dih.json"])   # class_names, mean, std, image_size [h, w], channels, model...
     logits = model((images / 255 - mean[:, None, None]) / std[:, None, None])
 
-(or ``dih.export.read(path)`` for both). Class names and the normalisation come from the data set the
-model was trained on, read when exporting (an image folder from its decoded cache): artifacts hold weights.
+(or ``dih.export.read(path)`` for both). A .safetensors file holds the zoo model's state dict (its key names)
+with the same dih.json as header metadata (``safetensors.safe_open(path, "pt").metadata()["dih.json"]``);
+``dih.load_model(path)`` builds the zoo model around it. Class names and the normalisation come from the data
+set the model was trained on, read when exporting (an image folder from its decoded cache): artifacts hold
+weights.
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ import json
 import sys
 from pathlib import Path
 
-from dih.atomic import write_with
+import torch
+from torch import nn
+
+from dih.atomic import write_bytes, write_with
 from dih.errors import UserError
 from dih.loading import data_settings, find_artifact, load_training_data
 from dih.run_dirs import dataset_title
 
 METADATA = "dih.json"
+SAFETENSORS = ".safetensors"  # any other suffix is written as a torch.export program
 
 
 def describe(path: Path, artifact, data_root: str | None = None) -> dict:
@@ -51,11 +60,8 @@ def describe(path: Path, artifact, data_root: str | None = None) -> dict:
 
 
 def export(path: str | Path, out: str | Path, data_root: str | None = None) -> dict:
-    """Write the model that ``path`` names as a torch.export program to ``out`` with its metadata; return the
-    metadata."""
-    import torch
-    from torch import nn
-
+    """Write the model that ``path`` names to ``out`` with its metadata, as safetensors where ``out`` ends in
+    .safetensors and as a torch.export program otherwise; return the metadata."""
     from dih.stages.artifact_io import load_model
 
     path = Path(path)
@@ -67,15 +73,13 @@ def export(path: str | Path, out: str | Path, data_root: str | None = None) -> d
             "pass --data-root= the data it was trained on."
         )
 
-    class Logits(nn.Module):  # the zoo's models return logits with their features; a deployed one, logits
-        def __init__(self, model: nn.Module):
-            super().__init__()
-            self.model = model
+    model = load_model(artifact, torch.device("cpu")).eval()
+    if Path(out).suffix == SAFETENSORS:
+        from safetensors.torch import save
 
-        def forward(self, x):
-            return self.model(x).logits
-
-    model = Logits(load_model(artifact, torch.device("cpu")).eval())
+        write_bytes(Path(out), save(model.state_dict(), metadata={METADATA: json.dumps(meta)}))
+        return meta
+    model = Logits(model)
     example = torch.zeros(2, meta["channels"], *meta["image_size"])
     program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
     # atomically: a killed export leaves the old file or none, never half a program
@@ -83,10 +87,25 @@ def export(path: str | Path, out: str | Path, data_root: str | None = None) -> d
     return meta
 
 
-def read(path: str | Path):
-    """(the model as a callable module, its metadata) of a file ``export`` wrote."""
-    import torch
+class Logits(nn.Module):
+    """The zoo's models return logits with their features; a deployed one, logits."""
 
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).logits
+
+
+def read(path: str | Path):
+    """(the model as a callable module from images to logits, its metadata) of a file ``export`` wrote."""
+
+    if Path(path).suffix == SAFETENSORS:
+        from dih.loading import load_safetensors
+
+        model, meta = load_safetensors(path)
+        return Logits(model), meta
     files = {METADATA: ""}
     module = torch.export.load(str(path), extra_files=files).module()
     return module, json.loads(files[METADATA])
@@ -95,10 +114,16 @@ def read(path: str | Path):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dih.export",
-        description="Write a trained model as a torch.export program with its class names and normalisation.",
+        description="Write a trained model as a torch.export program (or safetensors weights) with its class "
+        "names and normalisation.",
     )
     parser.add_argument("path", type=Path, help="a finished run directory (its student) or a model artifact")
-    parser.add_argument("--out", type=Path, required=True, help="the file to write, e.g. student.pt2")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the file to write: student.pt2 (a torch.export program) or student.safetensors (weights)",
+    )
     parser.add_argument("--data-root", default=None, help="where the training data is, if not where it was")
     args = parser.parse_args(argv)
     try:

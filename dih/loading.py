@@ -7,7 +7,8 @@
 A run directory's summary.json names its stages' artifact keys; its config.yaml names the artifact store
 (artifacts.root, relative to where run.py was started: looked for beside the run directory, in its parents,
 then in the current directory). An artifact directory (``<store>/<key>/``) of a teacher, assistant, hint or
-student is read directly. Checksums are verified before anything is loaded.
+student is read directly, as is a .safetensors file that ``python -m dih.export`` wrote. Checksums are
+verified before anything is loaded.
 """
 
 from __future__ import annotations
@@ -102,10 +103,34 @@ def load_training_data(path: Path, artifact, data_root: str | None):
 
 def load_model(path: str | Path, device: str = "cpu"):
     """The zoo model (a torch module in eval mode, on ``device``) with the weights of the model artifact that
-    ``path`` names: an artifact directory, or a finished run directory (its student, else its teacher).
-    Calling it returns a ModelOutput: ``.logits`` and the named ``.features``."""
+    ``path`` names: an artifact directory, a finished run directory (its student, else its teacher), or a
+    .safetensors file ``python -m dih.export`` wrote. Calling it returns a ModelOutput: ``.logits`` and the
+    named ``.features``."""
     import torch
 
     from dih.stages.artifact_io import load_model as load_artifact
 
+    if Path(path).suffix == ".safetensors":
+        return load_safetensors(path)[0].to(device)
     return load_artifact(find_artifact(path), torch.device(device)).eval()
+
+
+def load_safetensors(path: str | Path):
+    """(the zoo model in eval mode on the CPU, its dih.json metadata) of a .safetensors export."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    from dih.models import build_model
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {})["dih.json"])
+        weights = load_file(str(path))
+    except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as err:
+        raise UserError(
+            f"{path} is not a safetensors file written by python -m dih.export ({err!r}); "
+            "export the run again."
+        ) from None
+    model = build_model(meta["model"], meta["num_classes"])
+    model.load_state_dict(weights)
+    return model.eval(), meta

@@ -70,6 +70,42 @@ def test_export_round_trips_to_equal_logits_with_its_metadata(trained, tmp_path)
         assert torch.allclose(again(x), expected, atol=1e-5)
 
 
+def test_safetensors_export_holds_the_weights_and_the_same_metadata(trained, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    out = tmp_path / "student.safetensors"
+    assert export.main([str(trained / "run"), "--out", str(out)]) == 0
+    with safe_open(str(out), "pt") as f:  # plain safetensors: the header carries dih.json
+        meta = json.loads(f.metadata()["dih.json"])
+    assert meta == export.export(trained / "run", tmp_path / "student.pt2")  # what the .pt2 carries
+    run_model = dih.load_model(trained / "run")
+    weights = load_file(str(out))
+    assert weights.keys() == run_model.state_dict().keys()
+    assert all(torch.equal(weights[k], v) for k, v in run_model.state_dict().items())
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        expected = run_model(x).logits
+        loaded = dih.load_model(out)
+        assert not loaded.training
+        assert torch.equal(loaded(x).logits, expected)
+        module, meta_again = export.read(out)
+        assert meta_again == meta and torch.equal(module(x), expected)
+
+
+def test_a_safetensors_file_not_from_export_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))  # no dih.json in its header
+    with pytest.raises(UserError, match="not a safetensors file written by python -m dih.export"):
+        dih.load_model(plain)
+    garbage = tmp_path / "half.safetensors"
+    garbage.write_bytes(b"\x10\x00\x00")
+    with pytest.raises(UserError, match="export the run again"):
+        dih.load_model(garbage)
+
+
 def test_the_relative_store_is_found_from_elsewhere(trained, tmp_path, monkeypatch):
     moved = tmp_path / "project"
     shutil.copytree(trained, moved)
