@@ -50,7 +50,7 @@ def cohort_logits(run_dir: Path, data_root: str | None = None, batch_size: int =
     """(the cohort's logits on ``split``, shallowest head first, teacher last; its labels; the run's
     config)."""
     from dih.artifacts import META, ArtifactStore
-    from dih.loading import load_training_data, run_config
+    from dih.loading import data_settings, load_training_data, run_config
     from dih.models.teacher_side import Speed, TeacherSide
     from dih.run_dirs import artifact_stores
     from dih.stages.artifact_io import load_heads, load_model
@@ -79,7 +79,7 @@ def cohort_logits(run_dir: Path, data_root: str | None = None, batch_size: int =
     device = torch.device("cpu")
     speed = Speed(bf16=_run_bf16(run_dir, config, stages, found["heads"]))
     side = TeacherSide(load_model(found["teacher"], device), load_heads(found["heads"], device), speed)
-    data = load_training_data(run_dir, found["teacher"], data_root)
+    data = load_training_data(data_settings(run_dir, found["teacher"], data_root))
     images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)
     std = torch.tensor(data.std).view(1, -1, 1, 1)

@@ -32,17 +32,14 @@ from torch import nn
 
 from dih.atomic import write_bytes, write_with
 from dih.errors import UserError
-from dih.loading import data_settings, find_artifact, load_training_data
+from dih.loading import METADATA, SAFETENSORS, data_settings, find_artifact, load_training_data
 from dih.run_dirs import dataset_title
-
-METADATA = "dih.json"
-SAFETENSORS = ".safetensors"  # any other suffix is written as a torch.export program
 
 
 def describe(path: Path, artifact, data_root: str | None = None) -> dict:
     """The metadata written beside the weights."""
     settings = data_settings(path, artifact, data_root)
-    data = load_training_data(path, artifact, data_root)
+    data = load_training_data(settings)
     payload = artifact.load()
     _, height, width = data.image_shape
     return {
@@ -100,7 +97,6 @@ class Logits(nn.Module):
 
 def read(path: str | Path):
     """(the model as a callable module from images to logits, its metadata) of a file ``export`` wrote."""
-
     if Path(path).suffix == SAFETENSORS:
         from dih.loading import load_safetensors
 

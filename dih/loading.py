@@ -25,6 +25,8 @@ from dih.run_dirs import artifact_stores
 MODEL_KINDS = ("student", "teacher", "assistant", "hint")  # artifacts that hold a zoo model
 # a run's model: its student, else the last model it trained
 _RUN_STAGES = ("student", "assistant", "teacher")
+SAFETENSORS = ".safetensors"  # an export's weights (dih.export); any other export is a torch.export program
+METADATA = "dih.json"  # what an export carries besides the model: class names, normalisation, ...
 
 
 def find_artifact(path: str | Path):
@@ -90,13 +92,14 @@ def data_settings(path: Path, artifact, data_root: str | None) -> dict:
     return settings
 
 
-def load_training_data(path: Path, artifact, data_root: str | None):
-    """The data set a finished run or artifact was trained on (data_settings), for the commands that read it
-    back: a refusal names their ``--data-root`` flag where the data set's own names ``dataset.root``."""
+def load_training_data(settings: dict):
+    """The data set of ``settings`` (data_settings: what a finished run or artifact was trained on), for the
+    commands that read it back: a refusal names their ``--data-root`` flag where the data set's own names
+    ``dataset.root``."""
     from dih.data import load_data
 
     try:
-        return load_data(data_settings(path, artifact, data_root))
+        return load_data(settings)
     except UserError as err:
         raise UserError(re.sub(r"\bdataset\.root\b", "--data-root", str(err))) from None
 
@@ -110,7 +113,7 @@ def load_model(path: str | Path, device: str = "cpu"):
 
     from dih.stages.artifact_io import load_model as load_artifact
 
-    if Path(path).suffix == ".safetensors":
+    if Path(path).suffix == SAFETENSORS:
         return load_safetensors(path)[0].to(device)
     return load_artifact(find_artifact(path), torch.device(device)).eval()
 
@@ -124,13 +127,12 @@ def load_safetensors(path: str | Path):
 
     try:
         with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {})["dih.json"])
-        weights = load_file(str(path))
-    except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as err:
+            meta = json.loads((f.metadata() or {})[METADATA])
+        model = build_model(meta["model"], meta["num_classes"])
+        model.load_state_dict(load_file(str(path)))
+    except (OSError, SafetensorError, KeyError, RuntimeError, json.JSONDecodeError) as err:
         raise UserError(
             f"{path} is not a safetensors file written by python -m dih.export ({err!r}); "
             "export the run again."
         ) from None
-    model = build_model(meta["model"], meta["num_classes"])
-    model.load_state_dict(weights)
     return model.eval(), meta

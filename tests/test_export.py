@@ -100,6 +100,11 @@ def test_a_safetensors_file_not_from_export_is_refused(tmp_path):
     save_file({"w": torch.zeros(2)}, str(plain))  # no dih.json in its header
     with pytest.raises(UserError, match="not a safetensors file written by python -m dih.export"):
         dih.load_model(plain)
+    wrong = tmp_path / "wrong.safetensors"  # a header naming res8, weights of something else
+    header = {"dih.json": json.dumps({"model": "res8", "num_classes": 10})}
+    save_file({"w": torch.zeros(2)}, str(wrong), metadata=header)
+    with pytest.raises(UserError, match="export the run again"):
+        dih.load_model(wrong)
     garbage = tmp_path / "half.safetensors"
     garbage.write_bytes(b"\x10\x00\x00")
     with pytest.raises(UserError, match="export the run again"):
@@ -150,5 +155,6 @@ def test_data_that_moved_is_refused_naming_the_flag(trained, tmp_path):
     moved = {**artifact.meta, "identity": {**artifact.meta["identity"], "data": {"name": "folder"}}}
     artifact.meta = moved  # as if the student had been trained on an image folder, now gone
     with pytest.raises(UserError, match=r"--data-root") as err:
-        dih.loading.load_training_data(tmp_path / "no-run-here", artifact, str(tmp_path))
+        settings = dih.loading.data_settings(tmp_path / "no-run-here", artifact, str(tmp_path))
+        dih.loading.load_training_data(settings)
     assert "dataset.root" not in str(err.value)
