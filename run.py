@@ -15,9 +15,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dih.cli import check_command_line, fail
-from dih.config_check import validate
-from dih.errors import UserError
+from dih.cli import check_command_line
+from dih.config.check import validate
+from dih.errors import UserError, fail
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

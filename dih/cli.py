@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from dih.errors import UserError
-
 
 class _NotOurs(Exception):
     """A command line Hydra's own parser refuses: Hydra answers it itself."""
@@ -43,18 +41,12 @@ def check_command_line(argv: list[str]) -> None:
     elsewhere = args.config_path or args.config_name or args.config_dir or args.experimental_rerun
     if args.help or args.hydra_help or args.info or args.shell_completion or elsewhere:
         return
-    from dih.compose import check_multirun, compose_run
-    from dih.plan import plan_run  # planning refuses what no single setting shows (a TAKD pair, a stage cut)
+    from dih.config.compose import check_multirun, compose_run
+    from dih.plan.chain import (
+        plan_run,  # planning refuses what no single setting shows (a TAKD pair, a stage cut)
+    )
 
     if args.multirun:
         check_multirun(args.overrides, then=plan_run)
     else:
         plan_run(compose_run(args.overrides))
-
-
-def fail(exc: UserError) -> None:
-    """The one line a user gets for a UserError, and exit status 2."""
-    import sys
-
-    print(f"error: {exc}", file=sys.stderr)
-    sys.exit(2)

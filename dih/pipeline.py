@@ -6,10 +6,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dih import atomic, stages
-from dih.artifacts import Artifact, ArtifactStore
-from dih.plan import plan_run, runtime
-from dih.tracking import Tracker
+from dih import stages
+from dih.plan.chain import plan_run, runtime
+from dih.store import atomic
+from dih.store.artifacts import Artifact, ArtifactStore
+from dih.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,10 @@ asserted here: they belong to the benchmark's own run on a quiet machine."""
 import pytest
 import torch
 
-from dih import bench
+from dih.device import has_native_bf16
 from dih.errors import UserError
-from dih.runtime import bf16_checked, has_native_bf16
+from dih.teacher_side.precision import bf16_checked
+from dih.tools import bench
 
 ROWS = [
     ("loader", "torchvision DataLoader, PIL transforms, 0 workers"),

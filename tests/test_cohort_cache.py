@@ -7,12 +7,12 @@ import json
 import numpy as np
 import torch
 
-from dih.artifacts import ArtifactStore
-from dih.cohort_cache import CohortCache, all_variants, build, num_variants, variant_index
 from dih.data.loader import DeviceLoader, augment, normalize
 from dih.losses import DIHLoss
 from dih.models import LinearHeads, build_model
-from dih.models.teacher_side import TeacherSide
+from dih.store.artifacts import ArtifactStore
+from dih.teacher_side.cohort_cache import CohortCache, all_variants, build, num_variants, variant_index
+from dih.teacher_side.side import TeacherSide
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import run_cli, summary
 
-from dih import cohort_stats
 from dih.errors import UserError
+from dih.tools import cohort_stats
 
 
 def test_softness_against_a_hand_computation():

@@ -13,12 +13,13 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from dih import compose, stages
-from dih.compiled_step import compile_mode
-from dih.engine import CHECKPOINT, Task
+from dih import stages
+from dih.config import compose
 from dih.losses import CELoss
 from dih.models import build_model
-from dih.plan import plan_run, runtime
+from dih.plan.chain import plan_run, runtime
+from dih.train.compiled_step import compile_mode
+from dih.train.engine import CHECKPOINT, Task
 
 EPOCHS = 3
 # 36 training images after the 10% validation hold-out, in batches of 16: the last batch holds 4.
@@ -119,11 +120,13 @@ def test_compiled_stage_resumes_to_the_same_weights(compiled, tmp_path):
 
 def test_resuming_an_eager_checkpoint_compiled_warns_that_bits_differ(tmp_path, caplog):
     build(tmp_path, epochs=2)
-    with caplog.at_level(logging.WARNING, logger="dih.engine"):
+    with caplog.at_level(logging.WARNING, logger="dih.train.engine"):
         resumed = build(tmp_path, "trainer.compile=true")
     assert [line["epoch"] for line in resumed["lines"]] == list(range(1, EPOCHS + 1))
     (warning,) = [
-        r.getMessage() for r in caplog.records if r.name == "dih.engine" and r.levelno >= logging.WARNING
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "dih.train.engine" and r.levelno >= logging.WARNING
     ]
     assert "trainer.compile: None -> True" in warning and "not be bit-identical" in warning
     assert resumed["checkpoint"]["environment"]["trainer.compile"] is True

@@ -1,6 +1,6 @@
-"""dih.compose: every option of the project's config groups composes and validates, compose_run gives what
-Hydra's own compose gives, expand_sweep runs a multirun's runs in Hydra's order, and Hydra's launcher names
-work beside the project's presets."""
+"""dih.config.compose: every option of the project's config groups composes and validates, compose_run gives
+what Hydra's own compose gives, expand_sweep runs a multirun's runs in Hydra's order, and Hydra's launcher
+names work beside the project's presets."""
 
 import itertools
 import time
@@ -12,9 +12,10 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from dih.compose import check_multirun, compose_run, expand_sweep, group_options
+from dih.config.compose import check_multirun, compose_run, expand_sweep, group_options
+from dih.config.sweep_file import load
 from dih.errors import UserError
-from dih.sweep import commands, load
+from dih.sweep.launch import commands
 
 CONF_DIR = ROOT / "conf"
 # what an option needs beside itself to be a run

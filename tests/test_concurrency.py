@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import ROOT, TINY, summary
 
-from dih.lock import FileLock
+from dih.store.lock import FileLock
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from dih.confidence import mean_interval, t_cdf, t_quantile
+from dih.report.confidence import mean_interval, t_cdf, t_quantile
 
 # Two-sided 95% (p = 0.975) and 99% (p = 0.995) critical values of Student's t, as printed in standard tables.
 TABLE_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 10: 2.228, 20: 2.086, 30: 2.042, 120: 1.980}

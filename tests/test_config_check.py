@@ -6,8 +6,8 @@ import inspect
 import pytest
 from conftest import TINY, run_cli
 
-from dih.compose import compose_run
-from dih.config_check import DATASETS, LOGGERS, LOSSES, validate
+from dih.config.check import DATASETS, LOGGERS, LOSSES, validate
+from dih.config.compose import compose_run
 from dih.errors import UserError
 
 # (overrides, words the one sentence must contain): every case of the issue and more

@@ -9,11 +9,11 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from dih import compose
-from dih.config_check import validate
+from dih.config import compose
+from dih.config.check import validate
 from dih.data import dataset_identity, load_data, train_split_size
 from dih.errors import UserError
-from dih.plan import plan_run
+from dih.plan.chain import plan_run
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 # The keys of default runs as computed before these settings existed: they must never move, or every stored

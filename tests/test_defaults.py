@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT
 from omegaconf import OmegaConf
 
-from dih import sweep
+from dih.config import sweep_file as sweep
 
 # SPEC s.6: every stage's recipe unless its method says otherwise.
 RECIPE = {

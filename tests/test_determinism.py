@@ -7,12 +7,17 @@ import os
 import pytest
 import torch
 
-from dih import atomic
 from dih.data import load_data
-from dih.determinism import CUBLAS_WORKSPACE_CONFIG, apply_determinism, determinism_settings, environment
-from dih.engine import CHECKPOINT, Recipe, Task, fit
 from dih.losses.ce import CELoss
 from dih.models import build_model
+from dih.store import atomic
+from dih.train.determinism import (
+    CUBLAS_WORKSPACE_CONFIG,
+    apply_determinism,
+    determinism_settings,
+    environment,
+)
+from dih.train.engine import CHECKPOINT, Recipe, Task, fit
 
 
 def test_cuda_deterministic_sets_every_switch():
@@ -113,7 +118,7 @@ def edit_checkpoint(work_dir, edit) -> None:
 
 
 def resume_warnings(caplog, work_dir) -> list[str]:
-    with caplog.at_level(logging.INFO, logger="dih.engine"):
+    with caplog.at_level(logging.INFO, logger="dih.train.engine"):
         summary = train(work_dir, epochs=2)
     assert summary["epochs"] == 2
     assert any("resuming after epoch 1" in r.getMessage() for r in caplog.records), "it resumed"

@@ -10,9 +10,9 @@ import yaml
 from conftest import ROOT, run_cli, summary
 
 import dih
-from dih import export
 from dih.data import load_data
 from dih.errors import UserError
+from dih.tools import export
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +151,10 @@ def test_import_dih_does_not_load_torch():
 def test_data_that_moved_is_refused_naming_the_flag(trained, tmp_path):
     """The data set's refusal says dataset.root; the command that reads it back has --data-root instead."""
     (tmp_path / "train").mkdir()  # an image folder with nothing in it
-    artifact = dih.loading.find_artifact(trained / "run")
+    artifact = dih.tools.loading.find_artifact(trained / "run")
     moved = {**artifact.meta, "identity": {**artifact.meta["identity"], "data": {"name": "folder"}}}
     artifact.meta = moved  # as if the student had been trained on an image folder, now gone
     with pytest.raises(UserError, match=r"--data-root") as err:
-        settings = dih.loading.data_settings(tmp_path / "no-run-here", artifact, str(tmp_path))
-        dih.loading.load_training_data(settings)
+        settings = dih.tools.loading.data_settings(tmp_path / "no-run-here", artifact, str(tmp_path))
+        dih.tools.loading.load_training_data(settings)
     assert "dataset.root" not in str(err.value)

@@ -18,7 +18,7 @@ from dih.losses import CRDLoss, DIHLoss, KDLoss, TOFDLoss, build_loss
 from dih.losses.context import LossContext
 from dih.models import build_model, feature_shapes, heads_class
 from dih.models.output import ModelOutput
-from dih.models.teacher_side import TeacherOutput
+from dih.teacher_side.side import TeacherOutput
 
 B, CLASSES = 16, 100
 

@@ -21,7 +21,7 @@ from dih.losses import ATLoss, HintLoss, MHKDLoss
 from dih.losses.context import LossContext
 from dih.models import build_model, feature_shapes
 from dih.models.output import ModelOutput
-from dih.models.teacher_side import TeacherOutput
+from dih.teacher_side.side import TeacherOutput
 
 B, CLASSES = 16, 100
 # Stage outputs (C, H, W) at 32x32 inputs; every CIFAR ResNet (res8 ... res110) has res8's.

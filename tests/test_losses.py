@@ -9,7 +9,7 @@ import torch
 from dih.errors import UserError
 from dih.losses import CELoss, DIHLoss, KDLoss, build_loss
 from dih.models.output import ModelOutput
-from dih.models.teacher_side import TeacherOutput
+from dih.teacher_side.side import TeacherOutput
 
 
 def reference_ce(s, y):

@@ -13,8 +13,8 @@ from dih.losses.crd import CRDLoss, nce_loss
 from dih.losses.tofd import TOFDLoss, orthogonality
 from dih.models import build_model, feature_shapes
 from dih.models.output import ModelOutput
-from dih.models.teacher_side import TeacherOutput
 from dih.models.tofd_aux import TOFDAuxHeads
+from dih.teacher_side.side import TeacherOutput
 
 EPS = 1e-7
 

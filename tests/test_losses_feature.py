@@ -20,8 +20,8 @@ from dih.models import feature_shapes, heads_class
 from dih.models.heads import HeadsOnFrozen
 from dih.models.mhkd_heads import MHKDHeads, head_paddings
 from dih.models.output import ModelOutput
-from dih.models.teacher_side import TeacherOutput
 from dih.models.zoo import build_model
+from dih.teacher_side.side import TeacherOutput
 
 
 def context(student: dict, teacher: dict, classes: int = 5) -> LossContext:

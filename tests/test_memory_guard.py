@@ -17,8 +17,8 @@ from dih.data import compact_rows, load_data, stratified_split
 from dih.data import folder as folder_mod
 from dih.data.image_cache import read_cache
 from dih.data.loader import DeviceLoader, images_on_device
+from dih.device import cgroup_available, decoded_fits, host_available_bytes
 from dih.errors import UserError
-from dih.memory import cgroup_available, decoded_fits, host_available_bytes
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)

@@ -11,14 +11,16 @@ import pytest
 import torch
 from conftest import ROOT, TINY, run_cli, summary
 
-from dih import compose, stages
-from dih.artifacts import ArtifactStore
-from dih.engine import Recipe
+from dih import stages
+from dih.config import compose
+from dih.device import cpu_has_native_bf16
 from dih.losses import KDLoss
 from dih.models import LinearHeads
-from dih.plan import configs_for, distinct, plan_run, runtime
-from dih.runtime import cpu_has_native_bf16
-from dih.specs import SPECS, Spec
+from dih.plan.chain import plan_run, runtime
+from dih.plan.listing import configs_for, distinct
+from dih.stages.specs import SPECS, Spec
+from dih.store.artifacts import ArtifactStore
+from dih.train.engine import Recipe
 
 SWEEPS = ROOT / "multirun_sweeps"
 

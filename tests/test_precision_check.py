@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import run_cli, summary
 
-from dih.precision_check import Check, check, main, verdict
-from dih.runtime import bf16_checked
+from dih.teacher_side.precision import bf16_checked
+from dih.tools.precision_check import Check, check, main, verdict
 
 
 @pytest.mark.slow

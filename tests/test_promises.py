@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli, summary
 from PIL import Image
 
-from dih.engine import summarize
+from dih.train.engine import summarize
 
 pytestmark = pytest.mark.usefixtures("one_thread_runs")
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dih import paired, report, results
+from dih.report import paired, results
+from dih.report import write as report
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

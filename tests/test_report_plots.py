@@ -2,8 +2,8 @@
 
 import pytest
 
-from dih import report_plots
-from dih.results import Cell, Row, Table
+from dih.report import plots as report_plots
+from dih.report.results import Cell, Row, Table
 
 # Column names as the report makes them when a sweep varies a method's settings.
 COLUMNS = [

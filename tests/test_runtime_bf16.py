@@ -6,7 +6,9 @@ import logging
 import pytest
 import torch
 
-from dih.runtime import Runtime, bf16_checked, bf16_warning, cpu_has_native_bf16, cuda_has_native_bf16
+from dih.device import cpu_has_native_bf16, cuda_has_native_bf16
+from dih.stages.runtime import Runtime
+from dih.teacher_side.precision import bf16_checked, bf16_warning
 
 
 @pytest.mark.parametrize(
@@ -27,7 +29,7 @@ def test_auto_is_on_for_cuda_and_native_cpus_only():
 def test_an_emulating_device_warns_once_and_names_the_fix(caplog):
     rt = Runtime(device=torch.device("cpu"))
     assert "teacher_side.bf16=false" in bf16_warning(rt.device)
-    with caplog.at_level(logging.WARNING, logger="dih.runtime"):
+    with caplog.at_level(logging.WARNING, logger="dih.stages.runtime"):
         assert rt.speed(True).bf16 and not rt.speed(False).bf16
         rt.speed(True)
     assert [r.getMessage() for r in caplog.records] == [bf16_warning(rt.device)]

@@ -1,17 +1,19 @@
-"""A sweep's plan as its Slurm schedule (dih/schedule.py, dih/sweep.py), without a cluster: every missing
-teacher-side artifact has exactly one job, whose stage cut builds exactly it; every job waits on exactly the
-jobs that build what it reads; stored artifacts get no job; the launcher's settings reach submitit."""
+"""A sweep's plan as its Slurm schedule (dih/sweep/schedule.py, dih/sweep/launch.py), without a cluster: every
+missing teacher-side artifact has exactly one job, whose stage cut builds exactly it; every job waits on
+exactly the jobs that build what it reads; stored artifacts get no job;
+the launcher's settings reach submitit."""
 
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
-from dih.compose import compose_run, launcher_config
+from dih.config.compose import compose_run, launcher_config
+from dih.config.sweep_file import load
 from dih.errors import UserError
-from dih.plan import plan_run
-from dih.schedule import arrays, phases, schedule
-from dih.sweep import load, ordered_runs, slurm_executor
+from dih.plan.chain import plan_run
+from dih.sweep.launch import ordered_runs, slurm_executor
+from dih.sweep.schedule import arrays, phases, schedule
 
 GPU_LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"]
 

@@ -123,7 +123,7 @@ def submit_sweep(tmp_path, *overrides: str, dry_run: bool = False) -> subprocess
         [
             sys.executable,
             "-m",
-            "dih.sweep",
+            "dih.sweep.launch",
             str(ROOT / "multirun_sweeps" / "laptop.yaml"),
             "--root",
             str(tmp_path / "multirun"),

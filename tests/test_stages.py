@@ -3,11 +3,11 @@
 import torch
 
 from dih.data.loader import DeviceLoader
-from dih.engine import Task
 from dih.losses import DIHLoss, HeadsLoss
 from dih.models import LinearHeads, build_model
 from dih.models.heads import HeadsOnFrozen
-from dih.models.teacher_side import TeacherSide
+from dih.teacher_side.side import TeacherSide
+from dih.train.engine import Task
 
 
 def one_batch(classes=10, n=8):

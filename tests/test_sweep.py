@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from dih.sweep import commands, load, size
+from dih.config.sweep_file import load, size
+from dih.sweep.launch import commands
 
 SWEEPS = ROOT / "multirun_sweeps"
 
@@ -44,7 +45,7 @@ def test_laptop_sweep_runs_and_reports(tmp_path):
         [
             sys.executable,
             "-m",
-            "dih.sweep",
+            "dih.sweep.launch",
             str(SWEEPS / "laptop.yaml"),
             "--root",
             str(tmp_path / "multirun"),

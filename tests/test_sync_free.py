@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dih.artifacts import ArtifactStore
-from dih.cohort_cache import CohortCache, build
 from dih.data.loader import DeviceLoader
-from dih.engine import Task
 from dih.losses import DIHLoss
 from dih.models import LinearHeads, build_model
-from dih.models.teacher_side import TeacherSide
+from dih.store.artifacts import ArtifactStore
+from dih.teacher_side.cohort_cache import CohortCache, build
+from dih.teacher_side.side import TeacherSide
+from dih.train.engine import Task
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 # a value read back to the host, or a tensor made from Python data, in the step

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from dih.models import MODEL_NAMES, build_model
-from dih.models.fold import fold_batch_norm
 from dih.models.mhkd_heads import MHKDHeads
-from dih.models.teacher_side import Speed, TeacherSide
 from dih.models.tofd_aux import TOFDAuxHeads
+from dih.teacher_side.fold import fold_batch_norm
+from dih.teacher_side.side import Speed, TeacherSide
 
 
 def trained_like(module: nn.Module, seed: int = 0) -> nn.Module:

@@ -19,8 +19,8 @@ from PIL import Image, UnidentifiedImageError
 
 from dih.data.image_cache import read_cache, write_cache
 from dih.data.images import ImageData, channel_stats
+from dih.device import decoded_fits, gib, host_available_bytes
 from dih.errors import UserError
-from dih.memory import decoded_fits, gib, host_available_bytes
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"})
 _CACHE_VERSION = 2  # 2: a directory of memory-mapped .npy arrays instead of one .npz

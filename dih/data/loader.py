@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dih.memory import decoded_fits, free_bytes
+from dih.device import decoded_fits, free_bytes
 
 # Part of every trained artifact's key: bump when the order, crops, flips or normalisation a seed gives
 # change (docs/versions.md).

@@ -26,7 +26,7 @@ def pool_to(f: Tensor, size: tuple[int, int]) -> Tensor:
     An integer ratio pools with ``avg_pool2d`` (kernel = stride = the ratio). A non-integer ratio averages
     adaptive pooling's windows as two matrix products (rows, then columns): ``adaptive_avg_pool2d`` to a
     size other than 1 has no deterministic CUDA backward and raises under ``trainer.deterministic``
-    (dih/determinism.py). Both give adaptive pooling's result up to rounding.
+    (dih/train/determinism.py). Both give adaptive pooling's result up to rounding.
     """
     (h, w), (th, tw) = f.shape[-2:], size
     if (h, w) == (th, tw):

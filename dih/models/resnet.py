@@ -24,7 +24,7 @@ class BasicBlock(nn.Module):
     The shortcut is the identity, or a 1x1 conv + BN where stride or width change the shape.
     """
 
-    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # each bn reads only its conv (dih/models/fold.py)
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # each bn reads only its conv (teacher_side/fold.py)
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ class PreActBlock(nn.Module):
     original WRN.
     """
 
-    conv_bn_pairs = (("conv1", "bn2"),)  # bn1 comes before its conv, so it cannot fold (dih/models/fold.py)
+    conv_bn_pairs = (("conv1", "bn2"),)  # bn1 precedes its conv: cannot fold (teacher_side/fold.py)
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()

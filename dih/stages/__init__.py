@@ -1,6 +1,6 @@
 """One module per kind of stage, each with ``build(spec, upstream_artifacts, runtime, work_dir) ->
-(payload, summary)`` and the ``VERSION`` of what it computes. The specs they build are in dih/specs.py;
-dih/plan.py makes them from the config."""
+(payload, summary)`` and the ``VERSION`` of what it computes. The specs they build are in dih/stages/specs.py;
+dih/plan/chain.py makes them from the config."""
 
 from dih.stages import cohort, heads, hint, student, teacher
 

@@ -3,11 +3,11 @@
 import torch
 from torch import nn
 
-from dih.artifacts import Artifact
 from dih.errors import UserError
 from dih.models import build_model, heads_class
-from dih.models.teacher_side import TeacherSide
-from dih.runtime import Runtime
+from dih.stages.runtime import Runtime
+from dih.store.artifacts import Artifact
+from dih.teacher_side.side import TeacherSide
 
 
 def model_payload(model: nn.Module, name: str, num_classes: int) -> dict:

@@ -2,13 +2,14 @@
 teacher stays fixed. DIH's linear heads (SPEC s.3), and likewise MHKD's heads and TOFD's auxiliary
 classifiers, by the spec's kind of heads."""
 
-from dih.engine import Task
 from dih.losses import HeadsLoss
 from dih.models import heads_class
 from dih.models.heads import HeadsOnFrozen
-from dih.runtime import Runtime, seed_everything
-from dih.specs import HeadsSpec
 from dih.stages.artifact_io import heads_payload, teacher_side
+from dih.stages.runtime import Runtime
+from dih.stages.specs import HeadsSpec
+from dih.train.determinism import seed_everything
+from dih.train.engine import Task
 
 VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 

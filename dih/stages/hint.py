@@ -1,13 +1,14 @@
 """FitNets' hint stage: the student up to its guided layer, through a regressor, learns to reproduce the
 frozen teacher's hint layer (MSE); the KD stage that follows starts from these weights."""
 
-from dih.engine import Task
 from dih.losses import HintLoss
 from dih.losses.context import loss_context
 from dih.models import build_model
-from dih.runtime import Runtime, seed_everything
-from dih.specs import HintSpec
 from dih.stages.artifact_io import model_payload, teacher_side
+from dih.stages.runtime import Runtime
+from dih.stages.specs import HintSpec
+from dih.train.determinism import seed_everything
+from dih.train.engine import Task
 
 VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 

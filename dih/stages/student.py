@@ -2,14 +2,15 @@
 teacher side, from that side's cohort cache, or alone (method=ce). The student of every method, and TAKD's
 assistant (distilled from the teacher the same way), build here."""
 
-from dih.cohort_cache import CohortCache
-from dih.engine import Task
 from dih.losses import build_loss
 from dih.losses.context import loss_context
 from dih.models import build_model
-from dih.runtime import Runtime, seed_everything
-from dih.specs import DistillSpec
 from dih.stages.artifact_io import model_payload, teacher_side
+from dih.stages.runtime import Runtime
+from dih.stages.specs import DistillSpec
+from dih.teacher_side.cohort_cache import CohortCache
+from dih.train.determinism import seed_everything
+from dih.train.engine import Task
 
 VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 

@@ -1,11 +1,12 @@
 """Teacher training: a zoo model trained alone with cross-entropy (SPEC s.6)."""
 
-from dih.engine import Task
 from dih.losses import CELoss
 from dih.models import build_model
-from dih.runtime import Runtime, seed_everything
-from dih.specs import TeacherSpec
 from dih.stages.artifact_io import model_payload
+from dih.stages.runtime import Runtime
+from dih.stages.specs import TeacherSpec
+from dih.train.determinism import seed_everything
+from dih.train.engine import Task
 
 VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 

@@ -1,8 +1,8 @@
 """Stage specs: one frozen dataclass per kind of stage, holding exactly what that stage's output depends on.
 
-The plan (dih/plan.py) builds them from the config; a stage's build reads only its spec and the artifacts
-of its upstream stages, never the config. A spec's key is the hash of its fields and nothing else, so what
-is hashed is what is built. ``versions`` names every component the stage uses with its version number:
+The plan (dih/plan/chain.py) builds them from the config; a stage's build reads only its spec and the
+artifacts of its upstream stages, never the config. A spec's key is the hash of its fields and nothing else,
+so what is hashed is what is built. ``versions`` names every component the stage uses with its version number:
 changing what a component computes bumps its number, and no artifact of the old version is reused
 (docs/versions.md).
 
@@ -12,9 +12,9 @@ Fields marked ``upstream`` hold the keys of the artifacts the stage reads, by th
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar
 
-from dih.artifacts import make_key
 from dih.data import dataset_identity
-from dih.engine import Recipe
+from dih.store.artifacts import make_key
+from dih.train.engine import Recipe
 
 
 def upstream(optional: bool = False) -> Any:

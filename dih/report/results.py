@@ -3,7 +3,7 @@
 A run directory is one with the ``config.yaml`` that ``dih.pipeline.run`` writes; beside it ``summary.json``
 (finished), ``failed.json`` (failed) or neither (running or killed). Rows are (data set, teacher, student),
 columns are methods in the paper's order, cells the mean +- sample std of the student's test accuracy over
-seeds. ``dih.report`` writes them out.
+seeds. ``dih.report.write`` writes them out.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 
 from dih.errors import UserError
 from dih.models.zoo import MODEL_NAMES, model_size
-from dih.run_dirs import artifact_stores, dataset_title
+from dih.store.run_dir import artifact_stores, dataset_title
 
 METHOD_ORDER = ("ce", "kd", "fitnets", "takd", "at", "crd", "tofd", "mhkd", "dih")
 DATASET_ORDER = ("cifar10", "cifar100", "tiny_imagenet")
@@ -53,7 +53,8 @@ IGNORED = (
     "method.stages",
 )
 ROOT_NAMES_DATA = ("folder", "tiny_imagenet")  # data sets whose dataset.root is part of their identity
-# .teacher_side: the run directories of a Slurm sweep's teacher-side jobs (dih/schedule.py), not runs of it
+# .teacher_side: the run directories of a Slurm sweep's teacher-side jobs (dih/sweep/schedule.py),
+# not runs of it
 SKIP_DIRS = {".hydra", "report", "__pycache__", ".git", ".teacher_side"}
 ARTIFACT_DIR = re.compile(r"^[a-z_]+-[0-9a-f]{16}(\.corrupt-\d+)?$")
 

@@ -14,8 +14,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from dih.data.loader import DeviceLoader
-from dih.engine import Recipe
 from dih.models import LinearHeads
+from dih.train.engine import Recipe
 
 Step = Callable[[], int]  # one training (or loading) step; returns how many images it processed
 

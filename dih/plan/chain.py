@@ -1,35 +1,23 @@
 """The plan: the one place that reads a run's config. It turns a method's list of stages into typed stage
-specs (dih/specs.py), each keyed by a hash of exactly what it holds, in the order they build; a sweep's
+specs (dih/stages/specs.py), each keyed by a hash of exactly what it holds, in the order they build; a sweep's
 plan is the union of its runs' plans, each artifact once.
 
-    python -m dih.plan method=dih teacher=res110 student=res8        # the plan of one run
-    python -m dih.plan method=kd,dih seed=30,50,67                   # of a multirun
-    python -m dih.plan multirun_sweeps/cifar100.yaml [overrides]     # of a whole sweep
-
-Nothing is trained: each distinct artifact is listed with its kind, key, the artifacts it reads, whether
-the store has it, and a rough cost.
+``python -m dih.plan`` (dih/plan/listing.py) lists a run's, multirun's or sweep's plan without training.
 """
 
-import argparse
-import json
-import sys
-from collections import Counter
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dih import cohort_cache, engine
-from dih.artifacts import ArtifactStore
-from dih.data import loader, train_split_size
-from dih.determinism import apply_determinism
-from dih.engine import Recipe
+from dih.data import loader
+from dih.device import planned_device_type, resolve_device
 from dih.errors import UserError, unknown_name
 from dih.losses import NEEDS_TEACHER, HeadsLoss, HintLoss, loss_class
 from dih.models import HEAD_KINDS, MODEL_NAMES, heads_class
 from dih.models.zoo import model_size, model_version
-from dih.runtime import Runtime, bf16_checked, planned_device_type, resolve_device
-from dih.specs import (
+from dih.stages import stage_version
+from dih.stages.runtime import Runtime
+from dih.stages.specs import (
     AssistantSpec,
     CohortSpec,
     HeadsSpec,
@@ -38,11 +26,15 @@ from dih.specs import (
     StudentSpec,
     TeacherSpec,
 )
-from dih.stages import cohort, stage_version
+from dih.teacher_side import cache_policy, cohort_cache
+from dih.teacher_side.precision import bf16_checked
+from dih.train import engine
+from dih.train.determinism import apply_determinism
+from dih.train.engine import Recipe
 
 UNTIL = ("teacher", "heads", "student")
-# Cuts at one planned stage of the chain (what a sweep's teacher-side jobs build, dih/schedule.py): the run
-# stops after that stage. An assistant's cohort cache is built by the assistant's cut, before it.
+# Cuts at one planned stage of the chain (what a sweep's teacher-side jobs build, dih/sweep/schedule.py): the
+# run stops after that stage. An assistant's cohort cache is built by the assistant's cut, before it.
 CUT_AT = {"hint": ("hint",), "assistant": ("assistant",), "cohort": ("cohort",)}
 KNOWN_STAGES = ("teacher", "heads", "hint", "assistant", "student")
 
@@ -177,13 +169,13 @@ class _Settings:
             seed=seed,
             init=init.key if init else None,
         )
-        if teacher is not None and cohort.wanted(self.cfg.teacher_side.cache, loss_name, recipe.epochs):
+        if teacher is not None and cache_policy.wanted(self.cfg.teacher_side.cache, loss_name, recipe.epochs):
             cache = CohortSpec(
                 data=self.data,
                 versions=self.versions("cohort"),
                 teacher=teacher.key,
                 heads=heads.key if heads else None,
-                pad=cohort.PAD,
+                pad=cache_policy.PAD,
                 bf16=self.bf16,
             )
             planned.append(Planned("cohort" if cls.kind == "student" else f"{cls.kind}_cohort", cache))
@@ -268,109 +260,3 @@ def _choose(value, auto: bool) -> bool:
 
 def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-
-
-# ---- a sweep's plan, and the command line ------------------------------------------------------------------
-
-
-def distinct(plans: list[list[Planned]]) -> list[Spec]:
-    """Every distinct spec of several runs' plans, upstream before downstream, each once."""
-    seen: dict[str, Spec] = {}
-    for run in plans:
-        for p in run:
-            seen.setdefault(p.spec.key, p.spec)
-    return list(seen.values())
-
-
-def cost(spec: Spec) -> tuple[str, int | None]:
-    """A rough cost: epochs x training images for a trained stage, variants x images (teacher-side
-    forwards) for a cohort cache; the total in image passes, None where the data set's size is unknown."""
-    images = train_split_size(spec.data)
-    if isinstance(spec, CohortSpec):
-        times = cohort_cache.num_variants(spec.pad)
-    else:
-        times = spec.recipe.epochs
-    shown = f"{times} x {images if images is not None else '?'}"
-    return shown, times * images if images is not None else None
-
-
-def rows(specs: list[Spec], store: ArtifactStore) -> list[dict]:
-    out = []
-    for spec in specs:
-        shown, passes = cost(spec)
-        out.append(
-            {
-                "kind": spec.kind,
-                "key": spec.key,
-                "needs": sorted(spec.upstream().values()),
-                "in_store": store.has(spec.key),
-                "cost": shown,
-                "image_passes": passes,
-            }
-        )
-    return out
-
-
-def configs_for(args: list[str]) -> list[DictConfig]:
-    """The composed configs of a sweep file (with overrides after it) or of one run's (multirun) overrides."""
-    from dih import compose, sweep
-
-    if args and args[0].endswith((".yaml", ".yml")):
-        definition = sweep.load(Path(args[0]))
-        runs = sweep.run_overrides(definition, args[1:])
-    else:
-        runs = compose.expand_sweep([a for a in args if a not in ("-m", "--multirun")])
-    return [compose.compose_run(overrides) for overrides in runs]
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dih.plan",
-        description="Print every distinct artifact a run, a multirun or a sweep needs, without training.",
-    )
-    parser.add_argument("args", nargs="*", help="run.py overrides, or a sweep file and overrides")
-    parser.add_argument("--json", action="store_true", help="one JSON object per artifact instead of a table")
-    ns, extra = parser.parse_known_args(argv)
-    try:
-        configs = configs_for([*ns.args, *extra])
-        plans = [plan_run(cfg) for cfg in configs]
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    roots = {str(cfg.artifacts.root) for cfg in configs}
-    store = ArtifactStore(Path(configs[0].artifacts.root))
-    table = rows(distinct(plans), store)
-    if ns.json:
-        print("\n".join(json.dumps(r) for r in table))
-        return 0
-    print(f"{len(configs)} run(s), {len(table)} distinct artifacts, store {store.root}")
-    if any(cfg.device == "auto" for cfg in configs):
-        # bf16 'auto' (in the keys) depends on the device: a plan for jobs on other machines must name it
-        print(f"device=auto planned as {planned_device_type('auto')} here; for jobs elsewhere pass device=")
-    if len(roots) > 1:
-        print(f"(the runs name {len(roots)} artifact roots; 'in store' looks in the first)")
-    print(f"{'kind':<10} {'key':<27} {'in store':<9} {'cost':>18} {'passes':>8}  needs")
-    for r in table:
-        needs = ", ".join(r["needs"]) or "-"
-        stored = "yes" if r["in_store"] else "no"
-        passes = _human(r["image_passes"])
-        print(f"{r['kind']:<10} {r['key']:<27} {stored:<9} {r['cost']:>18} {passes:>8}  {needs}")
-    counts = Counter(r["kind"] for r in table)
-    todo = [r for r in table if not r["in_store"]]
-    total = sum(r["image_passes"] or 0 for r in todo)
-    print("by kind: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
-    print(f"to build: {len(todo)} of {len(table)}, about {_human(total)} image passes")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Compose and check a run's config in this process, the way ``run.py`` would, without running anything.
 
 ``compose_run(overrides)`` is the config one run's job gets (no ``hydra`` node), validated by
-``dih.config_check``; ``expand_sweep(overrides)`` is the list of runs a ``--multirun`` makes. Both raise a
+``dih.config.check``; ``expand_sweep(overrides)`` is the list of runs a ``--multirun`` makes. Both raise a
 ``UserError`` of one sentence for anything wrong: a group option Hydra does not know (its plugins'
 included), an unknown key, an override that does not parse, a value the schema refuses.
 
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dih.config_check import unknown_key_at, validate
+from dih.config.check import unknown_key_at, validate
 from dih.errors import UserError, unknown_name
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 CONFIG_NAME = "config"
 JOB_NAME = "run"  # what @hydra.main names run.py's job
 
@@ -209,7 +209,7 @@ def compose_run(overrides: list[str]) -> DictConfig:
 
 def launcher_config(overrides: list[str], sweep_dir: Path) -> dict:
     """Hydra's ``hydra.launcher`` node as a multirun in ``sweep_dir`` with these overrides would get it,
-    resolved: the launcher a sweep's own submission (dih/sweep.py) sets its jobs up from."""
+    resolved: the launcher a sweep's own submission (dih/sweep/launch.py) sets its jobs up from."""
     parsed = [o for o in _parse(list(overrides)) if o.is_hydra_override()]
     groups = tuple(o.input_line for o in parsed if _is_group_override(o))
     cfg = copy.deepcopy(_full(groups))

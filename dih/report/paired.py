@@ -5,7 +5,7 @@ Runs of one (data set, teacher, student, setting) with the same seed share their
 student's initial weights, so the difference between two methods on the same seed leaves out much of the
 seed-to-seed spread that the unpaired table's standard deviations hold. For each method and baseline the
 report gives the mean of those per-seed differences, their sample standard deviation (ddof=1) and the 95%
-t interval of the mean (dih/confidence.py), over the seeds both have, at the last epoch and at the
+t interval of the mean (dih/report/confidence.py), over the seeds both have, at the last epoch and at the
 best-validation epoch. Beside CE and KD, ``python -m dih.report --against COLUMN`` pairs every column with
 any other (an ablation against the method it ablates, say).
 """
@@ -18,9 +18,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from dih.confidence import mean_interval
 from dih.errors import UserError
-from dih.results import VARIANTS, Cell, Row, RunRecord, _column_order, _row_order
+from dih.report.confidence import mean_interval
+from dih.report.results import VARIANTS, Cell, Row, RunRecord, _column_order, _row_order
 
 BASELINES = ("ce", "kd")  # always compared against: the plain methods' columns, without options
 LEVEL = 0.95  # of the interval of the mean difference

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from dih import atomic
 from dih.errors import UserError
-from dih.lock import FileLock
+from dih.store import atomic
+from dih.store.lock import FileLock
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from dih.models.fold import fold_batch_norm
 from dih.models.heads import MountedHeads
+from dih.teacher_side.fold import fold_batch_norm
 
 
 @dataclass

@@ -13,10 +13,12 @@ a stage resumed elsewhere says so in a warning (and still resumes).
 import logging
 import os
 import platform
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -111,3 +113,10 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every random number generator a stage uses; called once at the start of each stage."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

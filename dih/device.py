@@ -1,11 +1,15 @@
-"""How much memory is free for data: on the host (the machine's, or the job's cgroup limit where that is
-lower) and on a device. Shared by the cohort cache and the data loading, so both ask the same question."""
+"""Device facts, on the ground floor: which device a run uses (``device=auto`` picks CUDA when present),
+whether it has native bf16, and how much memory is free for data on the host (the machine's, or the job's
+cgroup limit where that is lower) and on a device. The planner, the cohort cache and the data loading all
+ask these questions here, so they get the same answers."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+
+from dih.errors import UserError
 
 # A cgroup v1 "no limit" is 2^63 rounded down to a page; anything this large is no limit.
 _NO_LIMIT = 1 << 60
@@ -89,3 +93,53 @@ def gib(nbytes: float) -> str:
     """`nbytes` for a message, in GiB with one decimal (two below 1 GiB)."""
     value = nbytes / 2**30
     return f"{value:.1f} GiB" if value >= 1 else f"{value:.2f} GiB"
+
+
+# ---- which device, and what it can do ------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn the config's device string into a torch device; ``auto`` picks CUDA when present."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"Unknown device '{name}'; use device=auto, cpu, cuda or cuda:N.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name} was asked for but this machine has no CUDA; use device=auto or cpu.")
+    if device.type == "cpu":
+        # Denormal floats (weights and activations of trained models have some) take a slow path on x86
+        # CPUs; flushing them to zero made the DIH student stage ~30% faster here (docs/performance.md).
+        torch.set_flush_denormal(True)
+    return device
+
+
+def planned_device_type(name: str) -> str:
+    """The kind of device a run will use, without requiring it here (a plan may be made on a login node):
+    ``auto`` is CUDA when this machine has it."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(name).type
+    except RuntimeError as exc:
+        raise UserError(f"Unknown device '{name}'; use device=auto, cpu, cuda or cuda:N.") from exc
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (a private torch query: False if it is gone)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cuda_has_native_bf16(capability: tuple[int, int]) -> bool:
+    """bf16 tensor cores: compute capability 8.0 (Ampere) and later; older GPUs emulate bf16."""
+    return tuple(capability) >= (8, 0)
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return cuda_has_native_bf16(torch.cuda.get_device_capability(device))
+    return device.type == "cpu" and cpu_has_native_bf16()

@@ -8,7 +8,7 @@ A run directory is one with the ``config.yaml`` that ``dih.pipeline.run`` writes
 in the report, never dropped. Rows are (data set, teacher, student), columns are methods in the paper's
 order, cells the mean +- sample std of the student's test accuracy over seeds; then each method's paired
 difference against CE and KD (and any column ``--against`` names) over the seeds both have, with its 95% t
-interval (dih/paired.py). A data set is named as a reader knows
+interval (dih/report/paired.py). A data set is named as a reader knows
 it: dataset.label, else an image folder's directory name.
 """
 
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
-from dih import paired
-from dih.errors import UserError
-from dih.results import (
+from dih.errors import UserError, command
+from dih.report import paired
+from dih.report.results import (
     VARIANT_TITLES,
     HeadsResult,
     RunRecord,
@@ -122,7 +121,7 @@ def write_report(
 ) -> Path:
     """Gather the runs under ``directory`` and write results.md, results.csv and the plots into ``out``;
     ``against``: columns to pair every other column with, beside CE and KD."""
-    from dih import report_plots  # matplotlib only when plotting
+    from dih.report import plots as report_plots  # matplotlib only when plotting
 
     directory = Path(directory)
     out = Path(out) if out is not None else directory / "report"
@@ -159,6 +158,7 @@ def write_report(
     return out
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dih.report",
@@ -177,14 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "(repeatable; CE and KD always)",
     )
     args = parser.parse_args(argv)
-    try:
-        out = write_report(args.directory, args.out, args.against)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = write_report(args.directory, args.out, args.against)
     print(f"report written to {out / 'results.md'}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,38 +5,25 @@
     python -m dih.sweep multirun_sweeps/cifar100.yaml hydra/launcher=slurm hydra.launcher.partition=gpu
 
 With a Slurm launcher (``hydra/launcher=slurm`` or the plugin's ``submitit_slurm``, every
-``hydra.launcher.*`` setting honoured) the sweep's plan is its schedule (dih/schedule.py): the teacher-side
-artifacts the store lacks are built by their own jobs, and every run is a job that waits (Slurm ``afterok``)
-on exactly the jobs that build what it reads, so no job holds a GPU while it waits on a lock, and a failed
-teacher leaves its students pending (reason ``DependencyNeverSatisfied``) instead of running. The command
-submits everything through submitit and returns; ``python -m dih.report`` works on the sweep directory at any
-time. With any other launcher each grid becomes one Hydra multirun of run.py.
+``hydra.launcher.*`` setting honoured) the sweep's plan is its schedule (dih/sweep/schedule.py): the
+teacher-side artifacts the store lacks are built by their own jobs, and every run is a job that waits (Slurm
+``afterok``) on exactly the jobs that build what it reads, so no job holds a GPU while it waits on a lock, and
+a failed teacher leaves its students pending (reason ``DependencyNeverSatisfied``) instead of running. The
+command submits everything through submitit and returns; ``python -m dih.report`` works on the sweep directory
+at any time. With any other launcher each grid becomes one Hydra multirun of run.py.
 """
 
 import argparse
-import itertools
 import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from dih.config.compose import launcher_config
+from dih.config.sweep_file import expand, load, size
+from dih.errors import UserError, command
+from dih.store import atomic
 
-from dih import atomic
-from dih.compose import launcher_config
-from dih.errors import UserError
-
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
-
-
-def load(path: Path) -> dict:
-    """A sweep definition: ``name``, optional ``overrides`` for every run, and ``grids`` of value lists."""
-    if not path.exists():
-        known = sorted(p.name for p in (RUN_PY.parent / "multirun_sweeps").glob("*.yaml"))
-        raise UserError(f"No sweep file {path}; the project's are in multirun_sweeps/: {', '.join(known)}.")
-    sweep = yaml.safe_load(path.read_text())
-    if not isinstance(sweep, dict) or "name" not in sweep or not sweep.get("grids"):
-        raise UserError(f"{path} needs a 'name' and a list of 'grids' (see multirun_sweeps/laptop.yaml).")
-    return sweep
+RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
 
 
 def commands(sweep: dict, root: Path, extra: list[str]) -> list[list[str]]:
@@ -59,20 +46,6 @@ def commands(sweep: dict, root: Path, extra: list[str]) -> list[list[str]]:
     return result
 
 
-def run_overrides(sweep: dict, extra: list[str]) -> list[list[str]]:
-    """The overrides of every run of the sweep, grid by grid (what its multiruns compose), for planning."""
-    runs = []
-    for grid in sweep["grids"]:
-        for values in itertools.product(*grid.values()):
-            axes = [f"{key}={value}" for key, value in zip(grid, values)]
-            runs.append([*sweep.get("overrides", []), *axes, *extra])
-    return runs
-
-
-def size(sweep: dict) -> int:
-    return sum(len(list(itertools.product(*grid.values()))) for grid in sweep["grids"])
-
-
 def run(cmds: list[list[str]], parallel: bool) -> int:
     """Run the grids' multiruns: side by side when a launcher sends the jobs elsewhere, else in turn."""
     if not parallel:
@@ -90,24 +63,22 @@ def ordered_runs(
     """Every run of the sweep as ``(overrides, run directory, plan)``, composed and planned here (a bad
     one stops everything, naming the run). The run directories are those Hydra's multirun would make;
     ``device=auto`` is pinned to the jobs' device, since the plan's keys (bf16 auto) depend on it."""
-    from dih.compose import compose_run
-    from dih.plan import plan_run
+    from dih.config.compose import compose_run
+    from dih.plan.chain import plan_run
 
     job_extra = [e for e in extra if not e.startswith(("hydra/launcher=", "hydra.launcher."))]
     runs = []
-    for g, grid in enumerate(sweep["grids"]):
-        for num, values in enumerate(itertools.product(*grid.values())):
-            overrides = [*sweep.get("overrides", []), *(f"{k}={v}" for k, v in zip(grid, values)), *job_extra]
-            try:
+    for g, num, overrides in expand(sweep, job_extra):
+        try:
+            cfg = compose_run(overrides)
+            if cfg.device == "auto":
+                overrides.append(f"device={device}")
                 cfg = compose_run(overrides)
-                if cfg.device == "auto":
-                    overrides.append(f"device={device}")
-                    cfg = compose_run(overrides)
-                planned = plan_run(cfg)
-            except UserError as exc:
-                raise UserError(f"{str(exc).rstrip('.')} (in the run {' '.join(overrides)}).") from None
-            name = f"{num}_{cfg.method.name}_{cfg.teacher.name}_{cfg.student.name}_s{cfg.seed}"
-            runs.append((overrides, sweep_dir / f"grid{g}" / name, planned, cfg))
+            planned = plan_run(cfg)
+        except UserError as exc:
+            raise UserError(f"{str(exc).rstrip('.')} (in the run {' '.join(overrides)}).") from None
+        name = f"{num}_{cfg.method.name}_{cfg.teacher.name}_{cfg.student.name}_s{cfg.seed}"
+        runs.append((overrides, sweep_dir / f"grid{g}" / name, planned, cfg))
     return runs
 
 
@@ -153,8 +124,8 @@ def slurm_executor(launcher: dict):
 def submit_ordered(sweep: dict, root: Path, extra: list[str], launcher: dict, dry_run: bool) -> int:
     """Submit the sweep in dependency order: the teacher-side artifacts the store lacks first, then every
     run, each job with ``afterok`` on exactly the jobs that build what it reads. Returns at once."""
-    from dih.artifacts import ArtifactStore
-    from dih.schedule import arrays, phases, schedule
+    from dih.store.artifacts import ArtifactStore
+    from dih.sweep.schedule import arrays, phases, schedule
 
     sweep_dir = root / sweep["name"]
     runs = ordered_runs(sweep, sweep_dir, extra, "cuda" if asks_for_gpus(launcher) else "cpu")
@@ -212,6 +183,7 @@ def submit_ordered(sweep: dict, root: Path, extra: list[str], launcher: dict, dr
     return 0
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dih.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", help="a sweep definition, e.g. multirun_sweeps/cifar100.yaml")
@@ -220,22 +192,15 @@ def main(argv: list[str] | None = None) -> int:
         "--dry-run", action="store_true", help="print what would run or be submitted, and stop"
     )
     args, extra = parser.parse_known_args(argv)
-    try:
-        sweep = load(Path(args.sweep))
-        root = Path(args.root).absolute()
-        launcher = launcher_config([*sweep.get("overrides", []), *extra], root / sweep["name"])
-        if launcher.get("_target_") == SLURM_LAUNCHER:
-            return submit_ordered(sweep, root, extra, launcher, args.dry_run)
-        cmds = commands(sweep, root, extra)
-        print(f"sweep {sweep['name']}: {size(sweep)} runs in {len(cmds)} grids under {root / sweep['name']}")
-        if args.dry_run:
-            print("\n".join(" ".join(cmd) for cmd in cmds))
-            return 0
-        return run(cmds, parallel=any(e.startswith("hydra/launcher=") for e in extra))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    sweep = load(Path(args.sweep))
+    root = Path(args.root).absolute()
+    launcher = launcher_config([*sweep.get("overrides", []), *extra], root / sweep["name"])
+    if launcher.get("_target_") == SLURM_LAUNCHER:
+        return submit_ordered(sweep, root, extra, launcher, args.dry_run)
+    cmds = commands(sweep, root, extra)
+    print(f"sweep {sweep['name']}: {size(sweep)} runs in {len(cmds)} grids under {root / sweep['name']}")
+    if args.dry_run:
+        print("\n".join(" ".join(cmd) for cmd in cmds))
+        return 0
+    return run(cmds, parallel=any(e.startswith("hydra/launcher=") for e in extra))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,8 +5,8 @@ classifiers to evaluate. Every random draw of epoch ``e`` (shuffle, crops, flips
 samples) comes from generators seeded by ``(seed, e)``, and the checkpoint written after each epoch holds
 the learners, optimiser and schedule, so a stage killed anywhere and started again ends with exactly the
 weights of one that never stopped: on the same device model, software versions and (on CPU) thread count,
-with deterministic kernels on CUDA (dih/determinism.py). The checkpoint records those; resuming elsewhere
-warns that the bits will differ.
+with deterministic kernels on CUDA (dih/train/determinism.py). The checkpoint records those; resuming
+elsewhere warns that the bits will differ.
 """
 
 import json
@@ -22,12 +22,12 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from dih import atomic
-from dih.compiled_step import CompiledForward
 from dih.data import ImageData
 from dih.data.loader import Batch, DeviceLoader, epoch_seed
-from dih.determinism import differences, environment
 from dih.errors import UserError
+from dih.store import atomic
+from dih.train.compiled_step import CompiledForward
+from dih.train.determinism import differences, environment
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def fit(
     compiled: bool = False,
 ) -> dict:
     """Train ``task`` per ``recipe``, resuming from ``work_dir``'s checkpoint; return the stage summary.
-    ``compiled``: the training step runs ``task.model`` through torch.compile (dih/compiled_step.py)."""
+    ``compiled``: the training step runs ``task.model`` through torch.compile (dih/train/compiled_step.py)."""
     train = DeviceLoader(
         data.train_images,
         data.train_labels,
@@ -190,8 +190,8 @@ def fit(
         weight_decay=recipe.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, recipe.milestones, recipe.gamma)
-    # Where these bits are computed (dih/determinism.py); a compiled step rounds differently from an eager
-    # one, so it is recorded too (only when on: checkpoints of eager runs keep their record unchanged).
+    # Where these bits are computed (dih/train/determinism.py); a compiled step rounds differently from an
+    # eager one, so it is recorded too (only when on: checkpoints of eager runs keep their record unchanged).
     setup = {**environment(device), **({"trainer.compile": True} if compiled else {})}
     history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage, setup)
     show_bar = sys.stderr.isatty() if progress is None else progress

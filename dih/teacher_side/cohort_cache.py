@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dih import atomic
-from dih.artifacts import FILES, Artifact
 from dih.data.loader import Batch, EpochPlan, augment, normalize
+from dih.device import free_bytes, host_available_bytes
 from dih.errors import UserError
-from dih.memory import free_bytes, host_available_bytes
-from dih.models.teacher_side import TeacherOutput, TeacherSide
+from dih.store import atomic
+from dih.store.artifacts import FILES, Artifact
+from dih.teacher_side.side import TeacherOutput, TeacherSide
 
 log = logging.getLogger(__name__)
 

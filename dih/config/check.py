@@ -1,8 +1,8 @@
 """Every setting of a composed run config is known, of the right type and in range, or the run is refused.
 
 ``validate(cfg)`` walks ``SCHEMA`` below and raises a ``UserError`` of one sentence that names the key, the
-value and what is allowed. It runs at compose time (``dih.compose.compose_run``, which run.py's pre-check
-uses) and again at the start of every job (a launcher's job composes its config on its own).
+value and what is allowed. It runs at compose time (``dih.config.compose.compose_run``, which run.py's
+pre-check uses) and again at the start of every job (a launcher's job composes its config on its own).
 
 Why a table in Python rather than Hydra structured configs in the ConfigStore: the settings that exist
 depend on a name in the same node (``method.loss`` keys on ``method.loss.name``, ``dataset`` keys on

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dih import cohort_cache
-from dih.artifacts import FILES, ArtifactStore
-from dih.cohort_cache import CACHE_FILE, CohortCache
 from dih.data.loader import DeviceLoader
-from dih.models.teacher_side import TeacherSide
-from dih.stages.cohort import PAD
+from dih.store.artifacts import FILES, ArtifactStore
+from dih.teacher_side import cohort_cache
+from dih.teacher_side.cache_policy import PAD
+from dih.teacher_side.cohort_cache import CACHE_FILE, CohortCache
+from dih.teacher_side.side import TeacherSide
 
 # CIFAR-100's training split (50,000 images less the 10% validation hold-out): the real cache's rows.
 REAL_IMAGES = 45_000

@@ -3,7 +3,7 @@ each waiting on exactly the jobs that build what it reads (DESIGN.md: no job hol
 
 The jobs are ``run.py`` runs: a teacher-side job is a run of the sweep that needs the artifact, cut after the
 stage that builds it (``stage.until=``), so what it builds is what the run would have built. Nothing here
-talks to a cluster; dih/sweep.py submits the schedule.
+talks to a cluster; dih/sweep/launch.py submits the schedule.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dih.plan import Planned
+from dih.plan.chain import Planned
 
 # The stage.until cut that builds each kind of planned teacher-side stage; an assistant's cohort cache is
 # built by its assistant's job, just before the assistant.

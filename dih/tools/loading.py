@@ -20,18 +20,19 @@ from pathlib import Path
 import yaml
 
 from dih.errors import UserError
-from dih.run_dirs import artifact_stores
+from dih.store.run_dir import artifact_stores
 
 MODEL_KINDS = ("student", "teacher", "assistant", "hint")  # artifacts that hold a zoo model
 # a run's model: its student, else the last model it trained
 _RUN_STAGES = ("student", "assistant", "teacher")
-SAFETENSORS = ".safetensors"  # an export's weights (dih.export); any other export is a torch.export program
+# an export's weights (dih.tools.export); any other export is a torch.export program
+SAFETENSORS = ".safetensors"
 METADATA = "dih.json"  # what an export carries besides the model: class names, normalisation, ...
 
 
 def find_artifact(path: str | Path):
     """The verified model artifact that ``path`` (an artifact or a finished run directory) names."""
-    from dih.artifacts import META, ArtifactStore
+    from dih.store.artifacts import META, ArtifactStore
 
     path = Path(path).expanduser().resolve()
     if (path / META).is_file():

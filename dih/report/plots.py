@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from dih.results import HeadsResult, Row, Table  # noqa: E402
+from dih.report.results import HeadsResult, Row, Table  # noqa: E402
 
 DPI = 120
 PANEL = (5.0, 3.6)  # inches per subplot
