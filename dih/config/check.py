@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from dih.config.stage_names import METHOD_STAGES, UNTIL
 from dih.errors import UserError
 
 
@@ -330,14 +331,14 @@ SCHEMA: dict = {
     "student": {"name": MODEL},
     "method": {
         "name": Text(),
-        "stages": ListOf(Choice(["teacher", "heads", "hint", "assistant", "student"]), nonempty=True),
+        "stages": ListOf(Choice(list(METHOD_STAGES)), nonempty=True),
         "heads?": Choice(_head_kinds, kind="kind of heads"),
         "assistant?": MODEL,
         "hint?": {"hint": Text(), "guided": Text()},
         "batch_size?": COUNT,
         "loss": LOSSES,
     },
-    "stage": {"until": Choice(["teacher", "heads", "hint", "assistant", "cohort", "student"])},
+    "stage": {"until": Choice(list(UNTIL))},
     "trainer": {
         "optimizer": Choice(["sgd"], explain="only sgd is implemented (SGD with momentum and Nesterov)"),
         "lr": POSITIVE,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig, OmegaConf
 
+from dih.config.stage_names import CUTS, METHOD_STAGES, PREFIXES, UNTIL
 from dih.data import loader
 from dih.device import planned_device_type, resolve_device
 from dih.errors import UserError, unknown_name
@@ -31,12 +32,6 @@ from dih.teacher_side.precision import bf16_checked
 from dih.train import engine
 from dih.train.determinism import apply_determinism
 from dih.train.engine import Recipe
-
-UNTIL = ("teacher", "heads", "student")
-# Cuts at one planned stage of the chain (what a sweep's teacher-side jobs build, dih/sweep/schedule.py): the
-# run stops after that stage. An assistant's cohort cache is built by the assistant's cut, before it.
-CUT_AT = {"hint": ("hint",), "assistant": ("assistant",), "cohort": ("cohort",)}
-KNOWN_STAGES = ("teacher", "heads", "hint", "assistant", "student")
 
 
 @dataclass(frozen=True)
@@ -109,11 +104,11 @@ def plan_run(cfg: DictConfig) -> list[Planned]:
 
 
 def _cut(planned: list[Planned], cfg: DictConfig) -> list[Planned]:
-    """The plan up to and including its ``stage.until`` stage, where that names one of CUT_AT's stages."""
+    """The plan up to and including its ``stage.until`` stage, where that names one of the CUTS."""
     until = cfg.stage.until
-    if until not in CUT_AT:
+    if until not in CUTS:
         return planned
-    at = [i for i, p in enumerate(planned) if p.name in CUT_AT[until]]
+    at = [i for i, p in enumerate(planned) if p.name == until]
     if not at:
         have = ", ".join(p.name for p in planned)
         raise UserError(
@@ -197,15 +192,15 @@ def _stages(cfg: DictConfig) -> list[str]:
     """The method's stages up to ``stage.until``, each after the stages it needs."""
     names = list(cfg.method.stages)
     for i, name in enumerate(names):
-        if name not in KNOWN_STAGES:
-            raise unknown_name("stage", name, KNOWN_STAGES)
+        if name not in METHOD_STAGES:
+            raise unknown_name("stage", name, METHOD_STAGES)
         if name != "teacher" and name != "student" and "teacher" not in names[:i]:
             raise UserError(f"Method {cfg.method.name} lists stage '{name}' without teacher before it.")
     until = cfg.stage.until
-    if until in CUT_AT:
+    if until in CUTS:
         return names  # cut after planning (_cut): these stages appear only as the chain is planned
-    if until not in UNTIL:
-        raise unknown_name("stage", until, (*UNTIL, *CUT_AT))
+    if until not in PREFIXES:
+        raise unknown_name("stage", until, UNTIL)
     teacher_side = [i for i, n in enumerate(names) if n != "student"]
     if until == "student":
         return names
