@@ -234,11 +234,9 @@ def _check_assistant(teacher: str, assistant: str, student: str) -> None:
 def runtime(cfg: DictConfig, on_epoch=lambda line: None) -> Runtime:
     """The run's runtime settings: everything of the config that is in no key."""
     device = resolve_device(cfg.device)
-    deterministic = bool(cfg.trainer.deterministic)
-    apply_determinism(device.type, deterministic)  # before any model is built or cuBLAS called
+    apply_determinism(device.type, bool(cfg.trainer.deterministic))  # before any model or cuBLAS call
     return Runtime(
         device=device,
-        deterministic=deterministic,
         eval_batch_size=cfg.trainer.eval_batch_size,
         progress=cfg.trainer.progress,
         channels_last=_choose(cfg.teacher_side.channels_last, device.type == "cuda"),

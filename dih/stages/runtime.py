@@ -21,12 +21,11 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Where and how a run's stages build: the device, evaluation batch size, progress display, the
     teacher side's layout and compilation, whether the training step is compiled, where the cohort cache
-    is held, whether CUDA kernels are deterministic, and the metric hook. None of it changes what a stage
-    produces (at most its rounding), so none of it is in a key; the loaded data sets are kept for the
-    run's later stages."""
+    is held, and the metric hook. None of it changes what a stage produces (at most its rounding), so none
+    of it is in a key; the loaded data sets are kept for the run's later stages. (Determinism is applied
+    once to the process when the device is set up: dih/plan/chain.py ``runtime``.)"""
 
     device: torch.device
-    deterministic: bool = True  # applied by plan.runtime when the device is set up (dih/train/determinism.py)
     eval_batch_size: int = 512
     progress: bool | None = None
     channels_last: bool = False
