@@ -15,6 +15,7 @@ time. With any other launcher each grid becomes one Hydra multirun of run.py.
 
 import argparse
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,15 +29,104 @@ from dih.errors import UserError
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 
 
+SWEEP_KEYS = ("name", "overrides", "grids")
+EXAMPLE = "see multirun_sweeps/laptop.yaml"
+
+
 def load(path: Path) -> dict:
-    """A sweep definition: ``name``, optional ``overrides`` for every run, and ``grids`` of value lists."""
+    """A sweep definition: ``name``, optional ``overrides`` for every run, and ``grids`` of value lists
+    (a single value stands for a list of one), checked so a malformed file is one sentence naming it."""
     if not path.exists():
         known = sorted(p.name for p in (RUN_PY.parent / "multirun_sweeps").glob("*.yaml"))
         raise UserError(f"No sweep file {path}; the project's are in multirun_sweeps/: {', '.join(known)}.")
-    sweep = yaml.safe_load(path.read_text())
+    try:
+        sweep = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise UserError(f"{path} is not valid YAML ({problem}{where}); fix it ({EXAMPLE}).") from None
     if not isinstance(sweep, dict) or "name" not in sweep or not sweep.get("grids"):
-        raise UserError(f"{path} needs a 'name' and a list of 'grids' (see multirun_sweeps/laptop.yaml).")
-    return sweep
+        raise UserError(f"{path} needs a 'name' and a list of 'grids' ({EXAMPLE}).")
+    for key in sweep:
+        if key not in SWEEP_KEYS:
+            raise UserError(f"Unknown key '{key}' in {path}; a sweep file has: {', '.join(SWEEP_KEYS)}.")
+    check_name(sweep["name"], path)
+    overrides = sweep.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(
+            f"'overrides' in {path} is {overrides!r}; write a list of run.py overrides, e.g. "
+            "overrides: [experiment=smoke, dataset.train_size=300]."
+        )
+    return {**sweep, "overrides": overrides, "grids": _grids(sweep["grids"], path)}
+
+
+def check_name(name, path: Path) -> None:
+    """A sweep's name is its directory under ``--root``: a plain relative path that stays there."""
+    parts = str(name).replace("\\", "/").split("/") if isinstance(name, str) else []
+    if not parts or any(part in ("", ".", "..") for part in parts) or ":" in str(name):
+        raise UserError(
+            f"'name' in {path} is {name!r}; it names the sweep's directory under --root, so write a plain "
+            "relative path with no '..', '.', empty or absolute parts (e.g. name: my_sweep)."
+        )
+
+
+def _grids(grids, path: Path) -> list[dict]:
+    """Each grid a mapping of override key -> list of values; a single value is a list of one."""
+    if not isinstance(grids, list):
+        raise UserError(
+            f"'grids' in {path} is a {type(grids).__name__}; write a list of grids, each a mapping of "
+            f"override key to a list of values ({EXAMPLE})."
+        )
+    checked = []
+    for i, grid in enumerate(grids):
+        if not isinstance(grid, dict) or not grid:
+            raise UserError(
+                f"Grid {i} in {path} is {grid!r}; each grid is a mapping of override key to a list of values "
+                f"({EXAMPLE})."
+            )
+        axes = {}
+        for key, values in grid.items():
+            values = values if isinstance(values, list) else [values]
+            if not values or any(isinstance(v, dict | list) or v is None for v in values):
+                raise UserError(
+                    f"'{key}' in grid {i} of {path} is {grid[key]!r}; give a value or a non-empty list of "
+                    "values (numbers or names)."
+                )
+            axes[str(key)] = values
+        checked.append(axes)
+    return checked
+
+
+def claim(sweep: dict, sweep_dir: Path, extra: list[str], path: Path) -> None:
+    """Record which sweep a sweep directory holds (``sweep.json``: its definition and the command line's
+    job settings), and refuse another sweep of the same name there once it holds runs: their run
+    directories would be the same (named by method, models and seed) and their run.log files interleaved."""
+    record = {
+        "name": sweep["name"],
+        "overrides": sweep["overrides"],
+        "grids": sweep["grids"],
+        "extra": [e for e in extra if not e.startswith(("hydra/", "hydra."))],
+    }
+    record = json.loads(json.dumps(record))
+    target = sweep_dir / "sweep.json"
+    if target.exists() and _held(target) != record and _has_runs(sweep_dir):
+        raise UserError(
+            f"{sweep_dir} holds the runs of another sweep named '{sweep['name']}' (defined in {target}, "
+            f"with other grids, overrides or settings); give {path} another name: or use another --root."
+        )
+    atomic.write_json(target, record)
+
+
+def _held(target: Path):
+    try:
+        return json.loads(target.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _has_runs(sweep_dir: Path) -> bool:
+    return (sweep_dir / "schedule.json").exists() or any(sweep_dir.glob("grid*/*"))
 
 
 def commands(sweep: dict, root: Path, extra: list[str]) -> list[list[str]]:
@@ -150,7 +240,9 @@ def slurm_executor(launcher: dict):
     return executor
 
 
-def submit_ordered(sweep: dict, root: Path, extra: list[str], launcher: dict, dry_run: bool) -> int:
+def submit_ordered(
+    sweep: dict, root: Path, extra: list[str], launcher: dict, dry_run: bool, path: Path = Path("sweep")
+) -> int:
     """Submit the sweep in dependency order: the teacher-side artifacts the store lacks first, then every
     run, each job with ``afterok`` on exactly the jobs that build what it reads. Returns at once."""
     from dih.artifacts import ArtifactStore
@@ -178,6 +270,7 @@ def submit_ordered(sweep: dict, root: Path, extra: list[str], launcher: dict, dr
     print(f"{len(jobs)} jobs in {len(groups)} Slurm arrays, each after exactly the jobs it needs (afterok)")
     if dry_run:
         return 0
+    claim(sweep, sweep_dir, extra, path)
     executor = slurm_executor(launcher)
     named = any(e.startswith("hydra.launcher.name=") for e in [*sweep.get("overrides", []), *extra])
     extra_params = dict(launcher.get("additional_parameters") or {})
@@ -225,12 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.root).absolute()
         launcher = launcher_config([*sweep.get("overrides", []), *extra], root / sweep["name"])
         if launcher.get("_target_") == SLURM_LAUNCHER:
-            return submit_ordered(sweep, root, extra, launcher, args.dry_run)
+            return submit_ordered(sweep, root, extra, launcher, args.dry_run, Path(args.sweep))
         cmds = commands(sweep, root, extra)
         print(f"sweep {sweep['name']}: {size(sweep)} runs in {len(cmds)} grids under {root / sweep['name']}")
         if args.dry_run:
             print("\n".join(" ".join(cmd) for cmd in cmds))
             return 0
+        claim(sweep, root / sweep["name"], extra, Path(args.sweep))
         return run(cmds, parallel=any(e.startswith("hydra/launcher=") for e in extra))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
