@@ -108,6 +108,12 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"Unknown device '{name}'; use device=auto, cpu, cuda or cuda:N.") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={name} was asked for but this machine has no CUDA; use device=auto or cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(
+            f"device={name} was asked for but this torch has no MPS (Apple GPU) backend here; use "
+            "device=auto or cpu."
+        )
+    _check_supported(name, device.type)
     if device.type == "cpu":
         # Denormal floats (weights and activations of trained models have some) take a slow path on x86
         # CPUs; flushing them to zero made the DIH student stage ~30% faster here (docs/performance.md).
@@ -121,9 +127,17 @@ def planned_device_type(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        return torch.device(name).type
+        kind = torch.device(name).type
     except RuntimeError as exc:
         raise UserError(f"Unknown device '{name}'; use device=auto, cpu, cuda or cuda:N.") from exc
+    _check_supported(name, kind)
+    return kind
+
+
+def _check_supported(name: str, kind: str) -> None:
+    """The kinds of device runs are made for (others, such as meta or xla, fail inside torch)."""
+    if kind not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device={name} is not supported; use device=auto, cpu, cuda, cuda:N or mps.")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -16,15 +16,24 @@ BAD = [
     ("trainer.lr=abc", ["trainer.lr", "'abc'", "a number > 0"]),
     ("trainer.lr=-0.1", ["trainer.lr", "-0.1", "a number > 0"]),
     ("trainer.lr=true", ["trainer.lr", "true", "a number"]),
-    ("seed=abc", ["seed", "'abc'", "an integer >= 0"]),
+    ("seed=abc", ["seed", "'abc'", "an integer in [0, 2**64 - 1]"]),
     ("seed=1.5", ["seed", "1.5", "an integer"]),
-    ("teacher_seed=-1", ["teacher_seed", "-1", "an integer >= 0"]),
+    ("teacher_seed=-1", ["teacher_seed", "-1", "an integer in [0, 2**64 - 1]"]),
+    # beyond what torch's generators take (an OverflowError inside torch before)
+    ("seed=18446744073709551616", ["seed", "18446744073709551616", "[0, 2**64 - 1]"]),
+    ("teacher_seed=99999999999999999999999", ["teacher_seed", "99999999999999999999999", "2**64 - 1"]),
+    ("dataset.split_seed=18446744073709551616", ["dataset.split_seed", "2**64 - 1"]),
+    # an interpolation naming no setting (an InterpolationKeyError traceback before)
+    ("seed=${nope}", ["seed is ${nope}", "cannot be resolved", "'nope' not found"]),
+    ("trainer.lr=${trainer.nope}", ["trainer.lr is ${trainer.nope}", "'trainer.nope' not found"]),
     ("trainer.epochs=-3", ["trainer.epochs", "-3", "an integer >= 1"]),
     ("trainer.hint_epochs=0", ["trainer.hint_epochs", "0", ">= 1"]),
     ("trainer.batch_size=0", ["trainer.batch_size", "0", "an integer >= 1"]),
     ("trainer.eval_batch_size=1.5", ["trainer.eval_batch_size", "1.5", "an integer >= 1"]),
     ("method=crd method.batch_size=0", ["method.batch_size", "0", ">= 1"]),
     ("trainer.momentum=1", ["trainer.momentum", "1", "[0, 1)"]),
+    # Nesterov (on by default) without momentum: torch's SGD raised a ValueError before
+    ("trainer.momentum=0", ["trainer.nesterov is true", "trainer.momentum is 0", "trainer.nesterov=false"]),
     ("trainer.weight_decay=-1e-4", ["trainer.weight_decay", "-0.0001", ">= 0"]),
     ("trainer.gamma=0", ["trainer.gamma", "0", "> 0"]),
     ("trainer.milestones=[0]", ["trainer.milestones", "[0]", "within 1..2"]),
@@ -82,6 +91,15 @@ BAD = [
     ("method=dihh", ["Unknown method 'dihh'", "dih, fitnets"]),
     ("hydra/launcher=slurm hydra.launcher.partitionn=gpu", ["hydra.launcher.partitionn", "partition"]),
     ("hydra/launcher=submitit_local hydra.launcher.timeout_min=abc", ["hydra.launcher.timeout_min", "'abc'"]),
+    # submitit's own errors before, one of them only in a job's log
+    ("hydra/launcher=slurm hydra.launcher.timeout_min=-1", ["hydra.launcher.timeout_min", "-1", ">= 1"]),
+    ("hydra/launcher=local hydra.launcher.cpus_per_task=0", ["hydra.launcher.cpus_per_task", "0", ">= 1"]),
+    ("hydra/launcher=slurm hydra.launcher.array_parallelism=0", ["hydra.launcher.array_parallelism", ">= 1"]),
+    (
+        "hydra/launcher=slurm +hydra.launcher.foo=1",
+        ["Unknown key hydra.launcher.foo", "the submitit launcher has:", "partition", "timeout_min"],
+    ),
+    ("hydra/launcher=local +hydra.launcher.partition=gpu", ["Unknown key hydra.launcher.partition"]),
     ("trainer.lr=[1", ["trainer.lr=[1", "parse"]),
     ("~method.loss.alpha", ["method.loss.alpha is missing", "[0, 1]"]),
     ("~trainer.nope", ["Unknown key trainer.nope", "trainer has:"]),
@@ -109,6 +127,8 @@ def test_the_error_is_about_the_bad_setting_only():
     compose_run([*TINY, "trainer.lr=1", "seed=0", "dataset.val_fraction=0", "trainer.milestones=[]"])
     compose_run([*TINY, "teacher_side.cache=true", "teacher_side.bf16=false", "trainer.progress=true"])
     compose_run(["experiment=smoke", "dataset=folder", "dataset.root=/data/x", "dataset.image_size=[24,32]"])
+    compose_run([*TINY, "trainer.momentum=0", "trainer.nesterov=false", f"seed={2**64 - 1}"])
+    compose_run([*TINY, "seed=${teacher_seed}", "hydra/launcher=slurm", "hydra.launcher.timeout_min=1"])
 
 
 # Through run.py itself: exit status 2, one `error:` line, no traceback, nothing run.
@@ -119,6 +139,7 @@ CLI = [
     (["trainer.milestones=[500]"], ["trainer.milestones", "500"]),
     (["hydra/launcher=nope"], ["hydra/launcher", "nope", "submitit_slurm"]),
     (["seed=1,abc", "--multirun"], ["seed", "abc"]),  # flags after the overrides (argparse)
+    (["trainer.momentum=0"], ["trainer.nesterov", "trainer.momentum is 0"]),  # torch's ValueError before
 ]
 
 

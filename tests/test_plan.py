@@ -86,6 +86,29 @@ def test_fitnets_student_starts_from_the_hint_stage_and_crd_uses_its_batch():
     assert plan_of("method=crd")["teacher"].recipe.batch_size == 64  # the teacher stays shared
 
 
+def test_models_too_deep_for_the_image_size_are_refused_at_plan_time():
+    """VGG-11's five max-pools need 32 pixels a side: at 16 the last pool got a 1x1 map and torch raised a
+    RuntimeError inside the first forward; the plan says which models and sizes work."""
+    from dih.errors import UserError
+    from dih.models import build_model, feature_shapes
+
+    with pytest.raises(RuntimeError):  # what the plan now stands in front of
+        feature_shapes(build_model("vgg11", 10), (3, 16, 16))
+    feature_shapes(build_model("vgg11", 10), (3, 32, 32))
+    vgg = ["method=fitnets", "teacher=vgg11", "student=vgg11"]
+    assert set(plan_of(*vgg, "dataset.image_size=32", tiny=True)) == {"teacher", "hint", "student"}
+    with pytest.raises(UserError) as info:
+        plan_of(*vgg, "dataset.image_size=16", tiny=True)
+    assert str(info.value).startswith("The teacher vgg11 needs images of at least 32x32 pixels")
+    assert "these are 16x16" in str(info.value) and "res8" in str(info.value)
+    with pytest.raises(UserError, match="The student vgg11 .* these are 16x16"):
+        plan_of("method=fitnets", "student=vgg11", "dataset.image_size=16", tiny=True)
+    with pytest.raises(UserError, match="The student vgg11 .* these are 24x64"):
+        plan_of("dataset=tiny_imagenet", "dataset.image_size=[24,64]", "student=vgg11", "method=ce")
+    assert "student" in plan_of("dataset=tiny_imagenet", "student=vgg11", "method=ce")  # 64x64 natively
+    assert "student" in plan_of("method=ce", "dataset.image_size=8", tiny=True)  # res8 takes any size
+
+
 # ---- keys: exactly the spec, versioned ---------------------------------------------------------------------
 
 

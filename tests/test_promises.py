@@ -125,6 +125,29 @@ def test_non_finite_loss_leaves_failed_json_then_a_good_run_clears_it(tmp_path):
     assert summary(tmp_path)["stages"]["teacher"]["epochs"] == 2
 
 
+def test_the_non_finite_loss_sentence_says_what_a_rerun_does(tmp_path):
+    """A lower trainer.lr is a new key, so nothing resumes (the message said it resumed from the last good
+    epoch): it says the stages the change reaches train again from their first epoch."""
+    import torch
+
+    from dih.data import load_data
+    from dih.errors import UserError
+    from dih.losses.ce import CELoss
+    from dih.models import build_model
+    from dih.train.engine import Recipe, Task, fit
+
+    tiny = {"name": "synthetic", "num_classes": 2, "image_size": 8, "train_size": 16, "test_size": 4}
+    data = load_data(tiny)
+    task = Task(build_model("res8", data.num_classes), CELoss())
+    recipe = Recipe(epochs=1, lr=1e30, milestones=(), batch_size=8)
+    with pytest.raises(UserError) as info:
+        fit(task, data, recipe, torch.device("cpu"), tmp_path, seed=1, stage="teacher", progress=False)
+    message = str(info.value)
+    assert message.startswith("The teacher loss became") and "\n" not in message
+    assert "resumes" not in message and "last good epoch" not in message
+    assert "new artifact key" in message and "from its first epoch" in message
+
+
 def write_image_folder(root: Path, classes: int = 2, train: int = 10, test: int = 4, size: int = 8) -> None:
     rng = np.random.default_rng(0)
     for split, count in (("train", train), ("test", test)):

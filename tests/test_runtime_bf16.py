@@ -6,7 +6,8 @@ import logging
 import pytest
 import torch
 
-from dih.device import cpu_has_native_bf16, cuda_has_native_bf16
+from dih.device import cpu_has_native_bf16, cuda_has_native_bf16, planned_device_type, resolve_device
+from dih.errors import UserError
 from dih.stages.runtime import Runtime
 from dih.teacher_side.precision import bf16_checked, bf16_warning
 
@@ -38,3 +39,18 @@ def test_an_emulating_device_warns_once_and_names_the_fix(caplog):
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU emulates bf16")
 def test_a_native_cpu_does_not_warn():
     assert bf16_warning(torch.device("cpu")) is None
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+def test_mps_where_torch_has_none_is_one_sentence():
+    """torch.device('mps') is made anywhere; the first tensor on it failed with NotImplementedError."""
+    with pytest.raises(UserError, match=r"^device=mps was asked for but this torch has no MPS .*device=auto"):
+        resolve_device("mps")
+    assert planned_device_type("mps") == "mps"  # a plan may be made where the jobs' device is not
+
+
+@pytest.mark.parametrize("name", ["meta", "xla", "hpu"])
+def test_device_kinds_runs_are_not_made_for_are_refused(name):
+    for check in (resolve_device, planned_device_type):
+        with pytest.raises(UserError, match=f"device={name} is not supported; use device=auto, cpu"):
+            check(name)

@@ -63,11 +63,13 @@ class Rule:
 class Number(Rule):
     """An int or float (an int is fine where a float is wanted; a bool is not a number), within bounds."""
 
-    def __init__(self, low=None, high=None, *, low_open=False, high_open=False, integer=False):
+    def __init__(self, low=None, high=None, *, low_open=False, high_open=False, integer=False, describe=""):
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
         self.integer = integer
         kind = "an integer" if integer else "a number"
-        if low is not None and high is not None:
+        if describe:
+            self.describe = describe
+        elif low is not None and high is not None:
             self.describe = (
                 f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
             )
@@ -206,6 +208,19 @@ class Milestones(Rule):
         super().check(path, value, root)
 
 
+class NesterovFlag(Flag):
+    """trainer.nesterov: true needs a momentum above 0 (torch's SGD refuses Nesterov without one)."""
+
+    def check(self, path, value, root):
+        super().check(path, value, root)
+        momentum = (root.get("trainer") or {}).get("momentum")
+        if value is True and momentum == 0:
+            raise UserError(
+                f"{path} is true but trainer.momentum is 0; Nesterov momentum needs trainer.momentum in "
+                "(0, 1), or set trainer.nesterov=false."
+            )
+
+
 class ByName:
     """A node whose settings depend on its ``name``: one section per name."""
 
@@ -245,7 +260,8 @@ POSITIVE = Number(0, low_open=True)
 NON_NEGATIVE = Number(0)
 WEIGHT = Number(0, 1)  # alpha, alpha_kd: the share of a loss term
 COUNT = Number(1, integer=True)
-SEED = Number(0, integer=True)
+# What torch's generators take (torch.manual_seed refuses 2**64 and above)
+SEED = Number(0, 2**64 - 1, integer=True, describe="an integer in [0, 2**64 - 1] (a 64-bit generator seed)")
 AUTO_OR_BOOL = Choice(["auto", True, False])
 MODEL = Choice(_models, kind="model")
 IMAGE_SIZE = Nullable(AnyOf(COUNT, ListOf(COUNT, length=2)))
@@ -343,7 +359,7 @@ SCHEMA: dict = {
         "optimizer": Choice(["sgd"], explain="only sgd is implemented (SGD with momentum and Nesterov)"),
         "lr": POSITIVE,
         "momentum": Number(0, 1, high_open=True),
-        "nesterov": Flag(),
+        "nesterov": NesterovFlag(),  # after momentum, which it is checked against
         "weight_decay": NON_NEGATIVE,
         "epochs": COUNT,
         "milestones": Milestones(),  # after epochs, which it is checked against
@@ -374,13 +390,26 @@ def _plain(cfg: Any) -> dict:
     """The config as plain containers, interpolations resolved where they can be (an interpolation that
     cannot be resolved outside a Hydra run is left as text and not checked)."""
     from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import InterpolationKeyError, UnsupportedInterpolationType
 
     if not isinstance(cfg, DictConfig):
         return dict(cfg)
     try:
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+    except (InterpolationKeyError, UnsupportedInterpolationType) as exc:  # the user's, never Hydra's
+        raw: Any = OmegaConf.to_container(cfg, resolve=False)
+        for part in str(exc.full_key).split("."):
+            raw = raw.get(part) if isinstance(raw, dict) else None
+        raise UserError(
+            f"{exc.full_key} is {raw}, which cannot be resolved ({_first_line(exc)}); write a value, or "
+            "${...} naming an existing setting, e.g. ${teacher_seed}."
+        ) from None
     except Exception:  # noqa: BLE001 - e.g. ${hydra:...} outside a run: check what can be checked
         return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
 
 
 def _join(path: str, key: str) -> str:
@@ -423,3 +452,50 @@ def validate(cfg: Any) -> None:
     """Refuse, with one sentence, any unknown key, wrong type, out-of-range or unsupported value."""
     plain = _plain(cfg)
     _check_section("", plain, SCHEMA, plain, "")
+
+
+# ---- Hydra's launcher node ---------------------------------------------------------------------------------
+
+SUBMITIT = "hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+# The ranges submitit and Slurm need; the types are the plugin's dataclass's (OmegaConf checks them).
+LAUNCHER: dict[str, Rule] = {
+    "timeout_min": Number(1, integer=True),
+    "cpus_per_task": Nullable(Number(1, integer=True)),
+    "gpus_per_node": Nullable(Number(0, integer=True)),
+    "tasks_per_node": Number(1, integer=True),
+    "mem_gb": Nullable(Number(0, integer=True)),
+    "nodes": Number(1, integer=True),
+    "cpus_per_gpu": Nullable(Number(1, integer=True)),
+    "gpus_per_task": Nullable(Number(0, integer=True)),
+    "signal_delay_s": Number(0, integer=True),
+    "max_num_timeout": Number(0, integer=True),
+    "array_parallelism": Number(1, integer=True),
+}
+
+
+def _submitit_fields(target: Any) -> tuple[str, ...] | None:
+    """The settings of the submitit launcher ``target`` names (its plugin's dataclass), else None."""
+    if not (isinstance(target, str) and target.startswith(SUBMITIT)):
+        return None
+    from dataclasses import fields
+
+    from hydra_plugins.hydra_submitit_launcher import config
+
+    kind = {"SlurmLauncher": config.SlurmQueueConf, "LocalLauncher": config.LocalQueueConf}
+    cls = kind.get(target[len(SUBMITIT) :])
+    return tuple(f.name for f in fields(cls)) if cls else None
+
+
+def validate_launcher(launcher: Mapping) -> None:
+    """Refuse, with one sentence, a submitit launcher setting that does not exist (one added with ``+``,
+    which submitit would reject in a job's log) or is out of range (``timeout_min=-1``), before anything
+    is submitted. Other launchers are left to Hydra."""
+    known = _submitit_fields(launcher.get("_target_"))
+    if known is None:
+        return
+    for key in launcher:
+        if key not in known:
+            raise unknown_key_at(f"hydra.launcher.{key}", "the submitit launcher", known)
+    for key, rule in LAUNCHER.items():
+        if key in launcher:
+            _check(f"hydra.launcher.{key}", launcher[key], rule, launcher, "hydra.launcher")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dih.config.check import unknown_key_at, validate
+from dih.config.check import unknown_key_at, validate, validate_launcher
 from dih.errors import UserError, unknown_name
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -200,7 +200,9 @@ def compose_run(overrides: list[str]) -> DictConfig:
     job_groups = [o.input_line for o in searchpath + [o for o in groups if not o.is_hydra_override()]]
     hydra_values = [o for o in values if o.is_hydra_override()]
     if hydra_groups or hydra_values:  # checked on Hydra's own config, which the job never sees
-        _apply(hydra_values, copy.deepcopy(_full(tuple(hydra_groups))))
+        full = copy.deepcopy(_full(tuple(hydra_groups)))
+        _apply(hydra_values, full)
+        validate_launcher(OmegaConf.to_container(full.hydra.launcher, resolve=False))
     cfg = copy.deepcopy(_job(tuple(job_groups)))
     _apply([o for o in values if not o.is_hydra_override()], cfg)
     validate(cfg)
@@ -216,7 +218,9 @@ def launcher_config(overrides: list[str], sweep_dir: Path) -> dict:
     _apply([o for o in parsed if not _is_group_override(o)], cfg)
     with open_dict(cfg):
         cfg.hydra.sweep.dir = str(sweep_dir)
-    return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    validate_launcher(launcher)
+    return launcher
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:

@@ -22,6 +22,10 @@ MODELS: dict[str, Callable[[int], nn.Module]] = {
     "wrn28_2": wrn28_2,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(sorted(MODELS))
+# The smallest image side a model takes, where there is one: VGG-11's five 2x2 max-pools floor-halve the
+# side five times, so an image under 32 pixels reaches the last pool at 1x1 and torch fails inside it.
+# The others (strided convolutions, adaptive pooling) take any size.
+MIN_IMAGE_SIDE: dict[str, int] = {"vgg11": 32}
 # Part of every key of an artifact the model is trained in: bump a model's number when what it computes
 # changes (its layers, its initialisation), so no artifact of the old model is reused (docs/versions.md).
 MODEL_VERSIONS: dict[str, int] = {name: 1 for name in MODELS}
@@ -51,3 +55,16 @@ def parameter_count(module: nn.Module) -> int:
 def model_size(name: str) -> int:
     """Parameters of the zoo model ``name`` at 100 classes: what "larger" and "smaller" mean here."""
     return parameter_count(build_model(name, 100))
+
+
+def check_image_size(name: str, height: int, width: int, role: str = "model") -> None:
+    """Refuse, in one sentence, images too small for the zoo model ``name`` (``MIN_IMAGE_SIDE``)."""
+    side = MIN_IMAGE_SIDE.get(name)
+    if side is None or min(height, width) >= side:
+        return
+    any_size = ", ".join(n for n in MODEL_NAMES if n not in MIN_IMAGE_SIDE)
+    raise UserError(
+        f"The {role} {name} needs images of at least {side}x{side} pixels (its max-pools halve them to 1x1 "
+        f"before the last one), but these are {height}x{width}; set a larger dataset.image_size= or choose "
+        f"a model that takes any size ({any_size})."
+    )

@@ -15,7 +15,7 @@ from dih.device import planned_device_type, resolve_device
 from dih.errors import UserError, unknown_name
 from dih.losses import NEEDS_TEACHER, HeadsLoss, HintLoss, loss_class
 from dih.models import HEAD_KINDS, MODEL_NAMES, heads_class
-from dih.models.zoo import model_size, model_version
+from dih.models.zoo import check_image_size, model_size, model_version
 from dih.stages import stage_version
 from dih.stages.runtime import Runtime
 from dih.stages.specs import (
@@ -45,6 +45,7 @@ class Planned:
 def plan_run(cfg: DictConfig) -> list[Planned]:
     """The run's stages up to ``stage.until``, upstream first, each a spec with its key."""
     names = _stages(cfg)
+    _check_image_size(cfg, names)
     settings = _Settings(cfg)
     planned: list[Planned] = []
     teacher = heads = hint = assistant = None
@@ -212,6 +213,25 @@ def _stages(cfg: DictConfig) -> list[str]:
         f"Method {cfg.method.name} has no {until} stage (its stages are {', '.join(names)}); "
         "choose another stage= or method=."
     )
+
+
+# The image side of the data sets whose images have one size unless dataset.image_size resizes them.
+NATIVE_SIDE = {"cifar10": 32, "cifar100": 32, "tiny_imagenet": 64}
+
+
+def _check_image_size(cfg: DictConfig, names: list[str]) -> None:
+    """Every model the run trains takes the data set's image size, where the config tells it (an image
+    folder of native size is known only when it loads)."""
+    size = cfg.dataset.get("image_size") or NATIVE_SIDE.get(cfg.dataset.name)
+    if size is None:
+        return
+    height, width = (size, size) if isinstance(size, int) else (int(v) for v in size)
+    models = {"teacher": cfg.teacher.name if "teacher" in names else None}
+    models["assistant"] = cfg.method.get("assistant") if "assistant" in names else None
+    models["student"] = cfg.student.name if {"hint", "student"} & set(names) else None
+    for role, name in models.items():
+        if name is not None:
+            check_image_size(str(name), height, width, role)
 
 
 def _check_assistant(teacher: str, assistant: str, student: str) -> None:

@@ -14,6 +14,7 @@ at any time. With any other launcher each grid becomes one Hydra multirun of run
 """
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,37 @@ from dih.errors import UserError, command
 from dih.store import atomic
 
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
+
+
+def claim(sweep: dict, sweep_dir: Path, extra: list[str], path: Path) -> None:
+    """Record which sweep a sweep directory holds (``sweep.json``: its definition and the command line's
+    job settings), and refuse another sweep of the same name there once it holds runs: their run
+    directories would be the same (named by method, models and seed) and their run.log files interleaved."""
+    record = {
+        "name": sweep["name"],
+        "overrides": sweep["overrides"],
+        "grids": sweep["grids"],
+        "extra": [e for e in extra if not e.startswith(("hydra/", "hydra."))],
+    }
+    record = json.loads(json.dumps(record))
+    target = sweep_dir / "sweep.json"
+    if target.exists() and _held(target) != record and _has_runs(sweep_dir):
+        raise UserError(
+            f"{sweep_dir} holds the runs of another sweep named '{sweep['name']}' (defined in {target}, "
+            f"with other grids, overrides or settings); give {path} another name: or use another --root."
+        )
+    atomic.write_json(target, record)
+
+
+def _held(target: Path):
+    try:
+        return json.loads(target.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _has_runs(sweep_dir: Path) -> bool:
+    return (sweep_dir / "schedule.json").exists() or any(sweep_dir.glob("grid*/*"))
 
 
 def commands(sweep: dict, root: Path, extra: list[str]) -> list[list[str]]:
@@ -121,7 +153,9 @@ def slurm_executor(launcher: dict):
     return executor
 
 
-def submit_ordered(sweep: dict, root: Path, extra: list[str], launcher: dict, dry_run: bool) -> int:
+def submit_ordered(
+    sweep: dict, root: Path, extra: list[str], launcher: dict, dry_run: bool, path: Path = Path("sweep")
+) -> int:
     """Submit the sweep in dependency order: the teacher-side artifacts the store lacks first, then every
     run, each job with ``afterok`` on exactly the jobs that build what it reads. Returns at once."""
     from dih.store.artifacts import ArtifactStore
@@ -149,6 +183,7 @@ def submit_ordered(sweep: dict, root: Path, extra: list[str], launcher: dict, dr
     print(f"{len(jobs)} jobs in {len(groups)} Slurm arrays, each after exactly the jobs it needs (afterok)")
     if dry_run:
         return 0
+    claim(sweep, sweep_dir, extra, path)
     executor = slurm_executor(launcher)
     named = any(e.startswith("hydra.launcher.name=") for e in [*sweep.get("overrides", []), *extra])
     extra_params = dict(launcher.get("additional_parameters") or {})
@@ -196,11 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root).absolute()
     launcher = launcher_config([*sweep.get("overrides", []), *extra], root / sweep["name"])
     if launcher.get("_target_") == SLURM_LAUNCHER:
-        return submit_ordered(sweep, root, extra, launcher, args.dry_run)
+        return submit_ordered(sweep, root, extra, launcher, args.dry_run, Path(args.sweep))
     cmds = commands(sweep, root, extra)
     print(f"sweep {sweep['name']}: {size(sweep)} runs in {len(cmds)} grids under {root / sweep['name']}")
     if args.dry_run:
         print("\n".join(" ".join(cmd) for cmd in cmds))
         return 0
+    claim(sweep, root / sweep["name"], extra, Path(args.sweep))
     return run(cmds, parallel=any(e.startswith("hydra/launcher=") for e in extra))
 

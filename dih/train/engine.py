@@ -238,7 +238,9 @@ def _train_epoch(
     if not math.isfinite(means["train/loss"]):
         raise UserError(
             f"The {stage} loss became {means['train/loss']} in epoch {epoch}; lower trainer.lr (or a loss "
-            "weight) and run again: it resumes from the last good epoch."
+            "weight) and run again: a changed setting is a new artifact key, so each stage it reaches trains "
+            "from its first epoch (trainer.lr reaches every trained stage, the teacher too; a loss weight "
+            "only its own stage) and the others are reused from the store."
         )
     means["train/acc"] = 100.0 * correct.item() / loader.num_samples
     return means
