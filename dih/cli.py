@@ -43,13 +43,17 @@ def check_command_line(argv: list[str]) -> None:
     elsewhere = args.config_path or args.config_name or args.config_dir or args.experimental_rerun
     if args.help or args.hydra_help or args.info or args.shell_completion or elsewhere:
         return
-    from dih.compose import check_multirun, compose_run
+    from dih.compose import check_multirun, compose_run, output_dir
+    from dih.fs_errors import check_creatable
     from dih.plan import plan_run  # planning refuses what no single setting shows (a TAKD pair, a stage cut)
 
     if args.multirun:
         check_multirun(args.overrides, then=plan_run)
     else:
         plan_run(compose_run(args.overrides))
+    # Hydra creates the run directory and writes into it before the job starts: a traceback if it cannot
+    setting = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
+    check_creatable(output_dir(args.overrides, multirun=args.multirun), setting)
 
 
 def fail(exc: UserError) -> None:
