@@ -52,8 +52,9 @@ def check_command_line(argv: list[str]) -> None:
     else:
         plan_run(compose_run(args.overrides))
     # Hydra creates the run directory and writes into it before the job starts: a traceback if it cannot
-    setting = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
-    check_creatable(output_dir(args.overrides, multirun=args.multirun), setting)
+    directory = output_dir(args.overrides, multirun=args.multirun)
+    if directory is not None:
+        check_creatable(directory, "hydra.sweep.dir" if args.multirun else "hydra.run.dir")
 
 
 def fail(exc: UserError) -> None:

@@ -280,6 +280,10 @@ def test_run_dir_that_cannot_be_made_is_refused_before_hydra(tmp_path, tiny_fs, 
         check_command_line(["--multirun", *TINY, "seed=1,2", f"hydra.sweep.dir={tmp_path / 'file' / 'x'}"])
 
 
+def test_run_dir_only_a_running_hydra_can_resolve_is_left_to_hydra():
+    check_command_line([*TINY, "hydra.run.dir=outputs/${hydra:job.name}"])  # no error, no traceback
+
+
 @needs_root
 def test_run_on_a_full_store_exits_with_one_sentence_and_leaves_failed_json(
     tmp_path, tiny_fs, one_thread_runs
