@@ -26,7 +26,9 @@ def main(cfg: DictConfig) -> dict:
         validate(cfg)  # again here: a launcher's job composes its own config
         from dih.pipeline import run  # imported here so --help and bad settings answer without loading torch
 
-        return run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        hydra_cfg = HydraConfig.get()
+        # a relative artifacts.root is relative to where run.py was started, whatever hydra.job.chdir says
+        return run(cfg, Path(hydra_cfg.runtime.output_dir), start_dir=Path(hydra_cfg.runtime.cwd))
     except UserError as exc:
         fail(exc)
 

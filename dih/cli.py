@@ -41,12 +41,18 @@ def check_command_line(argv: list[str]) -> None:
     elsewhere = args.config_path or args.config_name or args.config_dir or args.experimental_rerun
     if args.help or args.hydra_help or args.info or args.shell_completion or elsewhere:
         return
-    from dih.config.compose import check_multirun, compose_run
+    from dih.config.compose import check_multirun, compose_run, output_dir
     from dih.plan.chain import (
         plan_run,  # planning refuses what no single setting shows (a TAKD pair, a stage cut)
     )
+    from dih.store.fs_errors import check_creatable
 
     if args.multirun:
         check_multirun(args.overrides, then=plan_run)
     else:
         plan_run(compose_run(args.overrides))
+    # Hydra creates the run directory and writes into it before the job starts: a traceback if it cannot
+    directory = output_dir(args.overrides, multirun=args.multirun)
+    if directory is not None:
+        check_creatable(directory, "hydra.sweep.dir" if args.multirun else "hydra.run.dir")
+

@@ -81,6 +81,7 @@ BAD = [
     ("teacher_side.compile=auto", ["teacher_side.compile", "'auto'", "true or false"]),
     ("teacher_side.cache_device_share=1.5", ["teacher_side.cache_device_share", "1.5", "[0, 1]"]),
     ("artifacts.on_corrupt=ignore", ["artifacts.on_corrupt", "'ignore'", "rebuild, refuse"]),
+    ("artifacts.root=", ["artifacts.root", "''", "a directory for the artifact store", "empty would fill"]),
     ("stage.until=hints", ["stage.until", "'hints'", "teacher, heads, hint, assistant, cohort, student"]),
     ("device=0", ["device", "0", "a string"]),
     ("logger=wandb logger.tags=[1]", ["logger.tags", "[1]", "a string"]),

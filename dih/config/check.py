@@ -93,6 +93,20 @@ class Text(Rule):
         return isinstance(value, str)
 
 
+class Directory(Text):
+    """A directory's path: a non-empty string (an empty one would mean the current directory, which is
+    never what was meant: its files would mix with whatever is there)."""
+
+    def __init__(self, what: str, example: str):
+        self.describe = (
+            f"a directory for {what}, such as {example} or an absolute path (empty would fill the current "
+            "directory)"
+        )
+
+    def ok(self, value, root):
+        return isinstance(value, str) and bool(value.strip())
+
+
 class Flag(Rule):
     describe = "true or false"
 
@@ -382,7 +396,10 @@ SCHEMA: dict = {
         "cache": AUTO_OR_BOOL,
         "cache_device_share": Number(0, 1),
     },
-    "artifacts": {"root": Text(), "on_corrupt": Choice(["rebuild", "refuse"])},
+    "artifacts": {
+        "root": Directory("the artifact store", "artifacts"),
+        "on_corrupt": Choice(["rebuild", "refuse"]),
+    },
 }
 
 

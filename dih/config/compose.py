@@ -264,3 +264,20 @@ def check_multirun(
                 raise
             raise UserError(f"{str(exc).rstrip('.')} (in the run {' '.join(run)}).") from None
     return runs
+
+
+def output_dir(overrides: list[str], *, multirun: bool = False) -> Path | None:
+    """The directory Hydra will create for ``run.py overrides`` (``hydra.run.dir``, or ``hydra.sweep.dir``
+    for a multirun: its first run's), resolved as Hydra resolves it (``${now:...}`` is now); None where
+    only a running Hydra can resolve it (``${hydra:...}``)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    first = expand_sweep(overrides)[0] if multirun else list(overrides)
+    parsed = [o for o in _parse(first) if o.key_or_group != "hydra.searchpath"]
+    groups = tuple(o.input_line for o in parsed if _is_group_override(o))
+    cfg = copy.deepcopy(_full(groups))
+    _apply([o for o in parsed if not _is_group_override(o)], cfg)
+    try:
+        return Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+    except OmegaConfBaseException:
+        return None

@@ -19,6 +19,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 
 from dih.errors import UserError
 from dih.store import atomic
+from dih.store.fs_errors import user_error
 from dih.store.lock import FileLock
 
 log = logging.getLogger(__name__)
@@ -83,11 +85,14 @@ class ArtifactStore:
         """The complete artifact under ``key``, or None; a corrupt one is set aside or refused."""
         directory = self.path(key)
         meta_path = directory / META
-        if not meta_path.exists():
-            return None
-        problem = _check(directory, meta_path)
-        if problem is None:
-            return Artifact(key, directory, json.loads(meta_path.read_text()))
+        try:
+            if not meta_path.exists():
+                return None
+            problem = _check(directory, meta_path)
+            if problem is None:
+                return Artifact(key, directory, json.loads(meta_path.read_text()))
+        except PermissionError as exc:  # another user's artifact, not a corrupt one: never set aside
+            raise self._unreadable(exc, directory) from None
         if self.on_corrupt == "refuse":
             raise UserError(
                 f"Artifact {key} at {directory} is corrupt ({problem}); delete that directory to rebuild it, "
@@ -97,6 +102,13 @@ class ArtifactStore:
         log.warning("artifact %s is corrupt (%s): moved to %s and rebuilding it", key, problem, aside.name)
         directory.rename(aside)
         return None
+
+    def _unreadable(self, exc: PermissionError, directory: Path) -> UserError:
+        return UserError(
+            f"No permission to read {exc.filename or directory} in the artifact store {self.root} (another "
+            f"user's file); ask its owner to make the store group-readable (chmod -R g+rX {self.root}, and "
+            "umask 002 when writing to it), or point artifacts.root at a store of your own."
+        )
 
     def get_or_build(
         self, key: str, identity: dict, build: Callable[[Path], tuple[dict, dict]]
@@ -110,14 +122,30 @@ class ArtifactStore:
         found = self.find(key)
         if found is not None:
             return found, False
-        with self.lock(key):
+        with self._writing(), self.lock(key):
             found = self.find(key)  # another process may have built it while we waited
             if found is not None:
                 return found, False
             work = self.work_dir(key)
             work.mkdir(parents=True, exist_ok=True)
-            payload, summary = build(work)
+            try:
+                payload, summary = build(work)
+            except BaseException:
+                _remove_if_empty(work)
+                raise
             return self._commit(key, identity, payload, summary, work), True
+
+    @contextmanager
+    def _writing(self):
+        """File-system errors the user can fix (full, read-only, no permission, a file for the root) as
+        one sentence naming the path and artifacts.root."""
+        try:
+            yield
+        except OSError as exc:
+            error = user_error(exc, {self.root: "artifacts.root"})
+            if error is None:
+                raise
+            raise error from exc
 
     def _commit(self, key: str, identity: dict, payload: dict, summary: dict, work: Path) -> Artifact:
         directory = self.path(key)
@@ -142,11 +170,26 @@ class ArtifactStore:
         return Artifact(key, directory, meta)
 
 
+def _remove_if_empty(work: Path) -> None:
+    """Remove a failed build's work directory (and its artifact directory) when it holds no file: nothing
+    to resume from. One with a checkpoint stays, so the next run resumes."""
+    if any(p.is_file() for p in work.rglob("*")):
+        return
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        work.parent.rmdir()
+    except OSError:
+        pass  # not empty (or gone): leave it
+
+
 def _check(directory: Path, meta_path: Path) -> str | None:
-    """Why the artifact in ``directory`` cannot be trusted, or None when it can."""
+    """Why the artifact in ``directory`` cannot be trusted, or None when it can. A file this user may not
+    read raises PermissionError: that says nothing about the artifact."""
     try:
         meta = json.loads(meta_path.read_text())
         expected = meta["sha256"]
+    except PermissionError:
+        raise
     except (json.JSONDecodeError, KeyError, OSError):
         return "unreadable meta.json"
     expected_files = {PAYLOAD: expected, **meta.get("files", {})}

@@ -1,10 +1,13 @@
 """Atomic file writes: write a temporary file beside the target, fsync, rename. A reader sees the old
-file or the new one, never half of one, whatever kills the writer."""
+file or the new one, never half of one, whatever kills the writer.
+
+The file gets the mode a plain ``open`` would give it (0666 less the umask), so a store that a group
+shares (umask 002) stays readable to the group; ``tempfile.mkstemp`` would make every file 0600."""
 
 import io
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -16,17 +19,29 @@ def write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Atomically replace ``path`` with whatever ``write(file)`` streams into it (no copy in memory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write(): name the file it was for
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     _fsync_dir(path.parent)
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty temporary file beside ``path``, created as ``open`` creates files (the umask applies)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_bytes(path: Path, data: bytes) -> None:

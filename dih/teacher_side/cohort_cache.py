@@ -9,6 +9,7 @@ key; a student stage then looks up exactly the variant its loader drew instead o
 
 import json
 import logging
+import os
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from dih.device import free_bytes, host_available_bytes
 from dih.errors import UserError
 from dih.store import atomic
 from dih.store.artifacts import FILES, Artifact
+from dih.store.fs_errors import NO_SPACE, human_bytes
 from dih.teacher_side.side import TeacherOutput, TeacherSide
 
 log = logging.getLogger(__name__)
@@ -76,12 +78,9 @@ def build(
     if not done:
         free = shutil.disk_usage(work_dir).free
         if free < size * 1.05:
-            raise UserError(
-                f"The cohort cache needs {size / 2**30:.1f} GiB but {work_dir} has {free / 2**30:.1f} "
-                "GiB free; free some space, move artifacts.root, or set teacher_side.cache=false."
-            )
-        log.info("building the cohort cache: %s float16 = %.2f GiB", "x".join(map(str, shape)), size / 2**30)
-    array = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float16, shape=shape)
+            raise _no_space(work_dir, size, free)
+        log.info("building the cohort cache: %s float16 = %s", "x".join(map(str, shape)), human_bytes(size))
+    array = _open_reserved(path, shape, resume=bool(done))
     for start in range(done, shape[0], images_per_chunk):
         chunk = images_u8[start : start + images_per_chunk].to(device)
         n = len(chunk)
@@ -92,6 +91,32 @@ def build(
         atomic.write_json(progress, {"images_done": start + n})
     del array
     return {"shape": list(shape), "pad": pad}
+
+
+def _open_reserved(path: Path, shape: tuple[int, ...], *, resume: bool) -> np.memmap:
+    """The cache file memory-mapped, its whole size allocated on disk first. A write into a page of a
+    sparse mapped file that the disk has no room for kills the process with SIGBUS, without a word;
+    allocating up front turns a disk that filled since the check (a sweep's other cache builds) into an
+    ENOSPC here, and a UserError."""
+    try:
+        array = np.lib.format.open_memmap(path, mode="r+" if resume else "w+", dtype=np.float16, shape=shape)
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        if not resume:
+            path.unlink(missing_ok=True)  # nothing in it yet; don't hold the space
+        size = int(np.prod(shape)) * 2
+        raise _no_space(path.parent, size, shutil.disk_usage(path.parent).free) from None
+    return array
+
+
+def _no_space(directory: Path, size: int, free: int) -> UserError:
+    return UserError(
+        f"The cohort cache needs {human_bytes(size)} but {directory} has {human_bytes(free)} free; free some "
+        "space, move artifacts.root, or set teacher_side.cache=false."
+    )
 
 
 class CohortCache:
@@ -131,9 +156,9 @@ class CohortCache:
             self._ahead: tuple[EpochPlan, int, Future] | None = None  # the next batch's rows, being gathered
             self._worker: ThreadPoolExecutor | None = None
         log.info(
-            "cohort cache %s float16 (%.2f GiB) %s",
+            "cohort cache %s float16 (%s) %s",
             "x".join(map(str, self.shape)),
-            size / 2**30,
+            human_bytes(size),
             f"on {self.device}" if self.on_device else "in host memory, gathered per batch",
         )
 
