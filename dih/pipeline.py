@@ -11,6 +11,7 @@ from dih.plan.chain import plan_run, runtime
 from dih.store import atomic
 from dih.store.artifacts import Artifact, ArtifactStore
 from dih.store.fs_errors import user_error
+from dih.train.metrics import BEST_VAL, LAST, MAIN, final
 from dih.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,10 @@ def _run_stages(cfg: DictConfig, tracker: Tracker, root: Path) -> dict:
         )
         log.info("%s: %s artifact %s (%s)", p.name, "built" if fresh else "reused", spec.key, artifact.path)
         built[spec.key] = artifact
-        summary["stages"][p.name] = {"key": spec.key, "reused": not fresh, **artifact.summary}
-    summary.update({k: v for k, v in summary["stages"][planned[-1].name].items() if k.startswith("test/")})
+        # the identity beside the key: what the report compares to tell runs made differently apart
+        entry = {"key": spec.key, "identity": spec.identity(), "reused": not fresh}
+        summary["stages"][p.name] = {**entry, **artifact.summary}
+    last = summary["stages"][planned[-1].name]
+    summary.update({k: v for k, v in last.items() if k in (final(MAIN, LAST), final(MAIN, BEST_VAL))})
     tracker.log_summary(summary)
     return summary

@@ -70,8 +70,8 @@ def test_the_teacher_side_runs_in_the_runs_precision_on_either_split(tmp_path, c
     run_cli(tmp_path, "method=dih", "trainer.epochs=1", "trainer.milestones=[]", f"teacher_side.bf16={bf16}")
     run = tmp_path / "run"
     stages = summary(tmp_path)["stages"]
-    cohort, labels, config = cohort_stats.cohort_logits(run)
-    assert cohort_stats._run_bf16(run, config, stages, None) is bf16
+    cohort, labels, found = cohort_stats.cohort_logits(run)
+    assert cohort_stats.run_bf16(found, None) is bf16
     _, rows = cohort_stats.cohort_stats(run)
     for i, (_, s) in enumerate(rows[:-1], start=1):
         assert s["acc"] == pytest.approx(stages["heads"][f"head{i}/acc"], abs=ONE_IMAGE)

@@ -12,7 +12,9 @@ from conftest import ROOT, run_cli, summary
 import dih
 from dih.data import load_data
 from dih.errors import UserError
-from dih.tools import export
+from dih.store.artifacts import make_key
+from dih.store.run_dir import RunDir
+from dih.tools import export, precision_check
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +119,36 @@ def test_the_relative_store_is_found_from_elsewhere(trained, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # neither the start directory nor the run's: found beside the run's parent
     key = summary(trained)["stages"]["student"]["key"]
     assert export.export(moved / "run", tmp_path / "m.pt2")["artifact"] == key
+
+
+def test_a_run_reads_as_one_run_dir(trained):
+    """summary.json holds each stage's key and the identity it hashes, as the artifact's meta.json does."""
+    run = RunDir.finished(trained / "run")
+    assert run.status == "done" and run.names()["method"] == "kd"
+    assert list(run.stages) == ["teacher", "student"]
+    for stage in run.stages:
+        artifact = run.artifact(stage)
+        assert artifact.key == run.key(stage) == make_key(stage, run.identity(stage))
+        assert artifact.meta["identity"] == run.identity(stage)
+        assert artifact.path == trained / "artifacts" / run.key(stage)
+    assert run.identities() == {s: run.identity(s) for s in ("teacher", "student")}
+    student = run.identity("student")
+    assert student["loss"]["temperature"] == 5.0 and student["seed"] == run.seed
+
+
+def test_every_tool_finds_a_relative_store_as_load_model_does(trained, tmp_path, monkeypatch):
+    """precision_check looked only under artifacts.root from the current directory: a run moved elsewhere and
+    read from a third directory was refused there while dih.load_model found it."""
+    moved = tmp_path / "project"
+    shutil.copytree(trained, moved)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert dih.load_model(moved / "run") is not None
+    c = precision_check.check(moved / "run", device="cpu", seconds=0.01)
+    teacher = summary(trained)["stages"]["teacher"]
+    assert [r["classifier"] for r in c.rows] == ["teacher"]
+    assert c.rows[0]["fp32"] == pytest.approx(teacher["test/acc_last"], abs=1e-4)
+    assert RunDir.open(moved / "run").store("teacher") == moved / "artifacts"
 
 
 def test_refusals_name_the_fix(trained, tmp_path):

@@ -387,3 +387,53 @@ def test_a_sweep_without_plain_kd_says_what_to_pair_against(tmp_path):
     assert "nothing is paired against KD; pass --against 'kd [loss.temperature=4]'" in md
     assert report.main([str(root), "--out", str(out), "--against", "kd [loss.temperature=4]"]) == 0
     assert "### Against kd [loss.temperature=4], at the last epoch" in (out / "results.md").read_text()
+
+
+def write_planned_run(directory: Path, last: float, *overrides: str, workers: int = 4) -> Path:
+    """A finished run as the pipeline leaves it, its config and stage identities from the real plan of
+    ``overrides`` (nothing trained: the student's accuracy is ``last``); ``workers``: a trainer setting in
+    no key that this project does not have (yet), as a later version's config would hold it."""
+    from omegaconf import OmegaConf
+
+    from dih.config.compose import compose_run
+    from dih.plan.chain import plan_run
+
+    cfg = compose_run(["experiment=smoke", "method=kd", "teacher=res14", *overrides])
+    directory.mkdir(parents=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["trainer"]["workers"] = workers
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    stages = {
+        p.name: {"key": p.spec.key, "identity": p.spec.identity(), "reused": False, "test/acc_last": last}
+        for p in plan_run(cfg)
+    }
+    summary = {"method": cfg.method.name, "seed": cfg.seed, "stages": stages, "test/acc_last": last}
+    (directory / "summary.json").write_text(json.dumps(summary))
+    return directory
+
+
+def test_runs_are_told_apart_by_their_identities(tmp_path):
+    """Settings in no key (trainer.progress, logger, a new one the report never heard of) never split a row
+    when the identities show it; a setting in a key splits its column or row as it always did."""
+    root = tmp_path / "sweep"
+    write_planned_run(root / "a_s30", 60.0, "seed=30")
+    write_planned_run(root / "a_s50", 62.0, "seed=50", "trainer.progress=true", "logger=wandb")
+    write_planned_run(root / "b_s30", 61.0, "seed=30", workers=8)  # in no key, in no list
+    write_planned_run(root / "t4_s30", 50.0, "seed=30", "method.loss.temperature=4")
+    write_planned_run(root / "e3_s30", 40.0, "seed=30", "trainer.epochs=3")
+    t = results.table(results.gather(root))
+    row = results.Row("synthetic", "res14", "res8", "trainer.epochs=2")
+    # b_s30 made the same student artifact as a_s30 (its key the same): one value for seed 30
+    assert t.cell(row, "kd [loss.temperature=5.0]").values == [60.0, 62.0]
+    assert t.cell(row, "kd [loss.temperature=4]").values == [50.0]
+    assert t.cell(results.Row("synthetic", "res14", "res8", "trainer.epochs=3"), "kd [loss.temperature=5.0]")
+    assert len(t.rows) == 2 and len(t.columns) == 2
+
+    # Summaries written before identities were recorded: the rule before them, which never heard of it.
+    for run in root.iterdir():
+        summary = json.loads((run / "summary.json").read_text())
+        for stage in summary["stages"].values():
+            del stage["identity"]
+        (run / "summary.json").write_text(json.dumps(summary))
+    settings = {r.row.setting for r in results.gather(root)}
+    assert settings == {f"trainer.epochs={e}, trainer.workers={w}" for e, w in ((2, 4), (2, 8), (3, 4))}

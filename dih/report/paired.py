@@ -20,7 +20,8 @@ from pathlib import Path
 
 from dih.errors import UserError
 from dih.report.confidence import mean_interval
-from dih.report.results import VARIANTS, Cell, Row, RunRecord, _column_order, _row_order
+from dih.report.results import Cell
+from dih.report.runs import VARIANTS, Row, RunRecord, column_order, row_order
 
 BASELINES = ("ce", "kd")  # always compared against: the plain methods' columns, without options
 LEVEL = 0.95  # of the interval of the mean difference
@@ -81,7 +82,7 @@ def baselines(records: list[RunRecord], against: list[str] = ()) -> tuple[str, .
     columns = {r.column for r in records if r.status == "done" and r.accuracy() is not None}
     for name in against:
         if name not in columns:
-            known = ", ".join(f"'{c}'" for c in sorted(columns, key=_column_order)) or "none yet"
+            known = ", ".join(f"'{c}'" for c in sorted(columns, key=column_order)) or "none yet"
             raise UserError(f"--against '{name}' is no column of these runs; the columns are: {known}.")
     return tuple(dict.fromkeys([*BASELINES, *against]))
 
@@ -104,9 +105,7 @@ def paired(
                 diffs = [seeds[s] - base[s] for s in common]
                 out.append(Paired(row, column, baseline, variant, common, diffs))
     order = {b: i for i, b in enumerate(against)}
-    return sorted(
-        out, key=lambda p: (p.variant, order[p.baseline], _row_order(p.row), _column_order(p.column))
-    )
+    return sorted(out, key=lambda p: (p.variant, order[p.baseline], row_order(p.row), column_order(p.column)))
 
 
 def all_paired(records: list[RunRecord], against: list[str] = ()) -> list[Paired]:
@@ -154,8 +153,8 @@ def markdown(found: list[Paired], table, notes: list[str] = ()) -> list[str]:
             group = [p for p in found if p.variant == variant and p.baseline == baseline]
             if not group:
                 continue
-            rows = sorted({p.row for p in group}, key=_row_order)
-            columns = sorted({p.column for p in group}, key=_column_order)
+            rows = sorted({p.row for p in group}, key=row_order)
+            columns = sorted({p.column for p in group}, key=column_order)
             cells = {(p.row, p.column): p for p in group}
             lines = [
                 [row.label] + [c.text() if (c := cells.get((row, m))) else "–" for m in columns]

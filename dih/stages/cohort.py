@@ -8,6 +8,7 @@ from dih.stages.artifact_io import teacher_side
 from dih.stages.runtime import Runtime
 from dih.stages.specs import CohortSpec
 from dih.teacher_side import cohort_cache
+from dih.train import metrics
 
 VERSION = 1  # bump when what this stage computes changes (docs/versions.md)
 
@@ -19,4 +20,4 @@ def build(spec: CohortSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dict
     meta = cohort_cache.build(
         side, data.train_images, data.mean, data.std, spec.pad, work_dir, batch_size=rt.eval_batch_size
     )
-    return meta, {"shape": meta["shape"], "time/total_s": round(time.perf_counter() - started, 1)}
+    return meta, {"shape": meta["shape"], metrics.TOTAL_SECONDS: round(time.perf_counter() - started, 1)}

@@ -16,13 +16,13 @@ the command reads the run's teacher and heads artifacts and the data set and run
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import torch
 
 from dih.errors import UserError, command
+from dih.store.run_dir import RunDir
 
 CONFIDENT = 0.99  # a softened target whose top class has at least this probability is nearly one-hot
 
@@ -46,37 +46,22 @@ SPLITS = ("test", "train")
 
 
 def cohort_logits(run_dir: Path, data_root: str | None = None, batch_size: int = 512, split: str = "test"):
-    """(the cohort's logits on ``split``, shallowest head first, teacher last; its labels; the run's
-    config)."""
+    """(the cohort's logits on ``split``, shallowest head first, teacher last; its labels; the run)."""
     from dih.stages.artifact_io import load_heads, load_model
-    from dih.store.artifacts import META, ArtifactStore
-    from dih.store.run_dir import artifact_stores
     from dih.teacher_side.side import Speed, TeacherSide
-    from dih.tools.loading import data_settings, load_training_data, run_config
+    from dih.tools.loading import data_settings, load_training_data
 
-    summary_file = run_dir / "summary.json"
-    if not summary_file.is_file():
+    run = RunDir.finished(run_dir)
+    if "heads" not in run.stages or "teacher" not in run.stages:
         raise UserError(
-            f"{run_dir} is not a finished run (no summary.json); give a finished run's directory."
-        )
-    stages = json.loads(summary_file.read_text()).get("stages", {})
-    if "heads" not in stages or "teacher" not in stages:
-        raise UserError(
-            f"The run in {run_dir} has no heads ({', '.join(stages)}); give a run of a method with heads "
+            f"The run in {run_dir} has no heads ({', '.join(run.stages)}); give a run of a method with heads "
             "(dih, mhkd, tofd)."
         )
-    config = run_config(run_dir)
     if split not in SPLITS:
         raise UserError(f"--split is '{split}'; give one of {', '.join(SPLITS)}.")
-    found = {}
-    for role in ("teacher", "heads"):
-        key = stages[role]["key"]
-        store = next((s for s in artifact_stores(run_dir, config) if (s / key / META).is_file()), None)
-        if store is None:
-            raise UserError(f"The {role} artifact {key} of {run_dir} is in no store beside it or here.")
-        found[role] = ArtifactStore(store, on_corrupt="refuse").find(key)
+    found = {role: run.artifact(role) for role in ("teacher", "heads")}
     device = torch.device("cpu")
-    speed = Speed(bf16=_run_bf16(run_dir, config, stages, found["heads"]))
+    speed = Speed(bf16=run_bf16(run, found["heads"]))
     side = TeacherSide(load_model(found["teacher"], device), load_heads(found["heads"], device), speed)
     data = load_training_data(data_settings(run_dir, found["teacher"], data_root))
     images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
@@ -88,18 +73,15 @@ def cohort_logits(run_dir: Path, data_root: str | None = None, batch_size: int =
             batch = images[start : start + batch_size].float().div(255.0)
             outputs.append(side((batch - mean) / std).cohort)
     cohort = [torch.cat(parts) for parts in zip(*outputs)]
-    return cohort, labels, config
+    return cohort, labels, run
 
 
-def _run_bf16(run_dir: Path, config: dict, stages: dict, heads) -> bool:
-    """Whether the run's student stage ran the teacher side in bf16 (its spec says; else the heads')."""
-    from dih.store.artifacts import META
-    from dih.store.run_dir import artifact_stores
-
-    key = stages.get("student", {}).get("key")
-    for store in artifact_stores(run_dir, config) if key else ():
-        if (store / key / META).is_file():
-            return bool(json.loads((store / key / META).read_text())["identity"].get("bf16", False))
+def run_bf16(run: RunDir, heads) -> bool:
+    """Whether the run's student stage ran the teacher side in bf16: its spec says (in summary.json, else in
+    its artifact's meta.json); without a student, the heads stage's does."""
+    identity = run.identity("student", stored=True)
+    if identity is not None:
+        return bool(identity.get("bf16") or False)
     return bool(heads.meta.get("identity", {}).get("bf16", False))
 
 
@@ -112,9 +94,9 @@ def cohort_stats(
     """Per classifier (name, softness dict) on ``split`` at ``temperature`` (default: the run's loss
     temperature)."""
     run_dir = Path(run_dir).expanduser().resolve()
-    cohort, labels, config = cohort_logits(run_dir, data_root, split=split)
+    cohort, labels, run = cohort_logits(run_dir, data_root, split=split)
     if temperature is None:
-        temperature = (config.get("method", {}).get("loss") or {}).get("temperature")
+        temperature = (run.config.get("method", {}).get("loss") or {}).get("temperature")
         if temperature is None:
             raise UserError(f"The run in {run_dir} sets no method.loss.temperature; pass --temperature.")
     names = [f"head {i}" for i in range(1, len(cohort))] + ["teacher"]

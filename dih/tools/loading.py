@@ -4,11 +4,11 @@
     model = dih.load_model("outputs/2026-11-21/10-00-00_dih_res110_res8_s30")   # the run's student
     logits = model(images).logits       # images: float NCHW, normalised as the run's data set (dih.export)
 
-A run directory's summary.json names its stages' artifact keys; its config.yaml names the artifact store
-(artifacts.root, relative to where run.py was started: looked for beside the run directory, in its parents,
-then in the current directory). An artifact directory (``<store>/<key>/``) of a teacher, assistant, hint or
-student is read directly, as is a .safetensors file that ``python -m dih.export`` wrote. Checksums are
-verified before anything is loaded.
+A run directory is read as a ``RunDir`` (dih/store/run_dir.py): its summary.json names its stages'
+artifact keys, its config.yaml the artifact store (artifacts.root, relative to where run.py was started:
+looked for beside the run directory, in its parents, then in the current directory). An artifact directory
+(``<store>/<key>/``) of a teacher, assistant, hint or student is read directly, as is a .safetensors file
+that ``python -m dih.export`` wrote. Checksums are verified before anything is loaded.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import json
 import re
 from pathlib import Path
 
-import yaml
-
 from dih.errors import UserError
-from dih.store.run_dir import artifact_stores
+from dih.store.run_dir import RunDir
 
 MODEL_KINDS = ("student", "teacher", "assistant", "hint")  # artifacts that hold a zoo model
 # a run's model: its student, else the last model it trained
@@ -44,47 +42,24 @@ def find_artifact(path: str | Path):
                 "artifact or a run directory."
             )
         return found
-    if (path / "summary.json").is_file():
-        stages = json.loads((path / "summary.json").read_text()).get("stages", {})
-        role = next((r for r in _RUN_STAGES if r in stages), None)
+    if RunDir.is_run(path):
+        run = RunDir.finished(path)
+        role = next((r for r in _RUN_STAGES if r in run.stages), None)
         if role is None:
-            raise UserError(f"The run in {path} trained no model ({', '.join(stages)}); give another run.")
-        key = stages[role]["key"]
-        config = run_config(path)
-        for store in artifact_stores(path, config):
-            if (store / key / META).is_file():
-                return ArtifactStore(store, on_corrupt="refuse").find(key)
-        raise UserError(
-            f"The {role} artifact {key} of the run in {path} is in no store where its artifacts.root "
-            f"({config.get('artifacts', {}).get('root')}) may be; pass the artifact directory <store>/{key}."
-        )
-    if (path / "config.yaml").is_file():
-        raise UserError(f"The run in {path} has not finished (no summary.json); wait for it or give another.")
+            stages = ", ".join(run.stages)
+            raise UserError(f"The run in {path} trained no model ({stages}); give another run.")
+        return run.artifact(role, fix=f"pass the artifact directory <store>/{run.key(role)}")
     raise UserError(
         f"{path} is neither an artifact (no meta.json) nor a run directory (no summary.json); give one of "
         "them."
     )
 
 
-def run_config(run_dir: Path) -> dict:
-    """The resolved config a run wrote beside its results."""
-    try:
-        return yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(
-            f"Cannot read {run_dir}/config.yaml ({err}); give the artifact directory instead."
-        ) from None
-
-
 def data_settings(path: Path, artifact, data_root: str | None) -> dict:
     """The data set settings the model was trained on: a run's config.yaml, else the artifact's identity
     (where CIFAR's files are is not in it: they are looked for under ``data`` unless ``data_root`` says)."""
-    if (path / "config.yaml").is_file():
-        settings = dict(run_config(path).get("dataset") or {})
-        root = settings.get("root")
-        if root and not Path(root).is_absolute():  # relative to where run.py was started
-            bases = [path.resolve(), *path.resolve().parents]
-            settings["root"] = str(next((b / root for b in bases if (b / root).exists()), Path(root)))
+    if RunDir.is_run(path):
+        settings = RunDir.open(path).dataset()
     else:
         settings = dict(artifact.meta.get("identity", {}).get("data") or {})
         settings.setdefault("root", "data")

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from dih.data import load_data
 from dih.data.loader import DeviceLoader
 from dih.device import resolve_device
 from dih.errors import UserError, command
 from dih.stages.artifact_io import load_heads, load_model
-from dih.store.artifacts import ArtifactStore
+from dih.store.run_dir import RunDir
 from dih.teacher_side.precision import bf16_checked
 from dih.teacher_side.side import Speed, TeacherSide
 from dih.tools.bench_loops import forward_loop, measure
@@ -51,31 +50,21 @@ def check(
     run_dir: Path, device: str | None = None, deterministic: bool = True, seconds: float = 2.0
 ) -> Check:
     """The accuracies of the run's cohort in both precisions and the teacher side's speed in each."""
-    summary_path, config_path = run_dir / "summary.json", run_dir / "config.yaml"
-    if not summary_path.exists():
-        raise UserError(
-            f"{run_dir} has no summary.json; point at a finished run directory written by run.py."
-        )
-    cfg = OmegaConf.load(config_path)
-    stages = OmegaConf.load(summary_path)["stages"]
-    if "teacher" not in stages:
+    run = RunDir.finished(run_dir)
+    if "teacher" not in run.stages:
         raise UserError(
             f"The run in {run_dir} has no teacher; pick a run of a method with one (dih, kd, ...)."
         )
-    store, target = ArtifactStore(Path(cfg.artifacts.root)), resolve_device(device or cfg.device)
+    target = resolve_device(device or run.config.get("device", "auto"))
     apply_determinism(target.type, deterministic)  # as a run would, before any model is built
-    found = {name: store.find(stages[name]["key"]) for name in ("teacher", "heads") if name in stages}
-    if any(a is None for a in found.values()):
-        raise UserError(
-            f"The artifacts of {run_dir} are not under {store.root}; pass the run that made them."
-        )
-    teacher = load_model(found["teacher"], target)
-    heads = load_heads(found["heads"], target) if "heads" in found else None
-    data = load_data(cfg.dataset)
+    teacher = load_model(run.artifact("teacher"), target)
+    heads = load_heads(run.artifact("heads"), target) if "heads" in run.stages else None
+    data = load_data(run.dataset())
+    trainer = run.config.get("trainer") or {}
     loader = DeviceLoader(
         data.test_images,
         data.test_labels,
-        batch_size=cfg.trainer.eval_batch_size,
+        batch_size=trainer.get("eval_batch_size", 512),
         mean=data.mean,
         std=data.std,
         device=target,
@@ -94,7 +83,7 @@ def check(
         }
         for name, a, b in zip(names, fp32, bf16, strict=True)
     ]
-    batch = next(iter(loader.epoch(0))).images[: cfg.trainer.batch_size]  # a training step's batch
+    batch = next(iter(loader.epoch(0))).images[: trainer.get("batch_size", 64)]  # a training step's batch
     loops = {b: forward_loop(sides[b], batch) for b in (False, True)}
     rates = measure(loops, seconds, repeats=3, warmup=2, device=target)
     return Check(rows, rates[False], rates[True], target)

@@ -26,6 +26,7 @@ from dih.data import ImageData
 from dih.data.loader import Batch, DeviceLoader, epoch_seed
 from dih.errors import UserError
 from dih.store import atomic
+from dih.train import metrics as m
 from dih.train.compiled_step import CompiledForward
 from dih.train.determinism import differences, environment
 
@@ -56,35 +57,12 @@ class Recipe:
     optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        object.__setattr__(self, "milestones", tuple(int(e) for e in self.milestones))
         if self.optimizer not in OPTIMIZERS:
             raise UserError(
                 f"trainer.optimizer is '{self.optimizer}'; the implemented optimisers are: "
                 f"{', '.join(OPTIMIZERS)}."
             )
-
-
-# The classifier a stage trains (its model's own); other classifiers (the heads) go by their names.
-MAIN = "main"
-
-
-def acc_metric(classifier: str, split: str) -> str:
-    """Per-epoch accuracy metric: ``val/acc`` for the main classifier, ``head2/val_acc`` for a head."""
-    return f"{split}/acc" if classifier == MAIN else f"{classifier}/{split}_acc"
-
-
-def final_metric(classifier: str, at: str) -> str:
-    """Summary metric of test accuracy ``at`` the last or the best-validation epoch: ``test/acc_last``,
-    ``test/acc_best_val``; ``head2/acc``, ``head2/acc_best_val``."""
-    if classifier == MAIN:
-        return f"test/acc_{at}"
-    return f"{classifier}/acc" if at == "last" else f"{classifier}/acc_best_val"
-
-
-def classifiers_in(line: dict) -> list[str]:
-    """The classifiers whose test accuracy an epoch line holds (the inverse of ``acc_metric``)."""
-    named = [k.split("/")[0] for k in line if k == acc_metric(k.split("/")[0], "test")]
-    return ([MAIN] if acc_metric(MAIN, "test") in line else []) + named
 
 
 @dataclass
@@ -130,8 +108,8 @@ class Task:
         """Logits of each classifier to evaluate, by name."""
         out = self.model(images)
         if out.heads:
-            return {f"head{i}": z for i, z in enumerate(out.heads, 1)}
-        return {MAIN: out.logits}
+            return {m.head(i): z for i, z in enumerate(out.heads, 1)}
+        return {m.MAIN: out.logits}
 
     def train_mode(self) -> None:
         self.learner.train()
@@ -200,14 +178,14 @@ def fit(
     for epoch in range(len(history) + 1, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(seed, epoch, "task"))  # the task's own draws (CRD's negatives)
         started = time.perf_counter()
-        line = {"stage": stage, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        line = {"stage": stage, m.EPOCH: epoch, "lr": optimizer.param_groups[0]["lr"]}
         line.update(_train_epoch(task, forward, train, optimizer, epoch, show_bar, stage))
         train_seconds = time.perf_counter() - started
         schedule.step()
         for split, loader in evals.items():
             line.update(_evaluate(task, loader, split))
-        line["time/epoch_s"] = round(time.perf_counter() - started, 3)
-        line["time/images_per_s"] = round(train.num_samples / train_seconds, 1)
+        line[m.EPOCH_SECONDS] = round(time.perf_counter() - started, 3)
+        line[m.IMAGES_PER_S] = round(train.num_samples / train_seconds, 1)
         history.append(line)
         _save(work_dir, task, optimizer, schedule, history, setup)
         on_epoch(line)
@@ -234,15 +212,15 @@ def _train_epoch(
         for name, value in {"loss": out.loss, **out.parts}.items():
             totals[name] = totals.get(name, 0.0) + value.detach().float() * n
         correct += (out.logits.argmax(1) == batch.labels).sum()
-    means = {f"train/{name}": (value / loader.num_samples).item() for name, value in totals.items()}
-    if not math.isfinite(means["train/loss"]):
+    means = {m.train(name): (value / loader.num_samples).item() for name, value in totals.items()}
+    if not math.isfinite(means[m.TRAIN_LOSS]):
         raise UserError(
-            f"The {stage} loss became {means['train/loss']} in epoch {epoch}; lower trainer.lr (or a loss "
+            f"The {stage} loss became {means[m.TRAIN_LOSS]} in epoch {epoch}; lower trainer.lr (or a loss "
             "weight) and run again: a changed setting is a new artifact key, so each stage it reaches trains "
             "from its first epoch (trainer.lr reaches every trained stage, the teacher too; a loss weight "
             "only its own stage) and the others are reused from the store."
         )
-    means["train/acc"] = 100.0 * correct.item() / loader.num_samples
+    means[m.TRAIN_ACC] = 100.0 * correct.item() / loader.num_samples
     return means
 
 
@@ -256,9 +234,9 @@ def _evaluate(task: Task, loader: DeviceLoader, split: str) -> dict:
         for name, logits in task.predict(batch.images).items():
             correct[name] = correct.get(name, 0) + (logits.argmax(1) == batch.labels).sum()
     accs = {name: 100.0 * hits.item() / loader.num_samples for name, hits in correct.items()}
-    line = {acc_metric(name, split): acc for name, acc in accs.items()}
-    if MAIN not in accs:  # a stage of several classifiers (the heads) selects on their mean
-        line[acc_metric(MAIN, split)] = sum(accs.values()) / len(accs)
+    line = {m.acc(name, split): acc for name, acc in accs.items()}
+    if m.MAIN not in accs:  # a stage of several classifiers (the heads) selects on their mean
+        line[m.acc(m.MAIN, split)] = sum(accs.values()) / len(accs)
     return line
 
 
@@ -267,17 +245,17 @@ def summarize(history: list[dict]) -> dict:
     first epoch reaching it); the test set never selects anything."""
     last = history[-1]
     summary = {
-        "epochs": len(history),
-        "time/total_s": round(sum(h["time/epoch_s"] for h in history), 1),
-        "time/images_per_s": round(sum(h["time/images_per_s"] for h in history) / len(history), 1),
+        m.EPOCHS: len(history),
+        m.TOTAL_SECONDS: round(sum(h[m.EPOCH_SECONDS] for h in history), 1),
+        m.IMAGES_PER_S: round(sum(h[m.IMAGES_PER_S] for h in history) / len(history), 1),
     }
-    classifiers = classifiers_in(last)
-    summary.update({final_metric(c, "last"): last[acc_metric(c, "test")] for c in classifiers})
-    if acc_metric(MAIN, "val") in last:
-        best = max(history, key=lambda h: h[acc_metric(MAIN, "val")])  # max keeps the first on ties
-        summary["best_val_epoch"] = best["epoch"]
-        summary["val/acc_best"] = best[acc_metric(MAIN, "val")]
-        summary.update({final_metric(c, "best_val"): best[acc_metric(c, "test")] for c in classifiers})
+    classifiers = m.classifiers_in(last)
+    summary.update({m.final(c, m.LAST): last[m.acc(c, "test")] for c in classifiers})
+    if m.acc(m.MAIN, "val") in last:
+        best = max(history, key=lambda h: h[m.acc(m.MAIN, "val")])  # max keeps the first on ties
+        summary[m.BEST_VAL_EPOCH] = best[m.EPOCH]
+        summary[m.VAL_ACC_BEST] = best[m.acc(m.MAIN, "val")]
+        summary.update({m.final(c, m.BEST_VAL): best[m.acc(c, "test")] for c in classifiers})
     return summary
 
 
@@ -320,5 +298,5 @@ def _resume(path: Path, task: Task, optimizer, schedule, stage: str, setup: dict
 
 
 def _brief(line: dict) -> str:
-    keys = ("train/loss", "train/acc", "val/acc", "test/acc", "time/images_per_s")
+    keys = (m.TRAIN_LOSS, m.TRAIN_ACC, m.acc(m.MAIN, "val"), m.acc(m.MAIN, "test"), m.IMAGES_PER_S)
     return "  ".join(f"{k}={line[k]:.4g}" for k in keys if k in line)

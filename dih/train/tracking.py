@@ -28,7 +28,12 @@ class Tracker:
         )
 
     def log_summary(self, summary: dict) -> None:
-        flat = {f"{stage}/{k}": v for stage, figures in summary["stages"].items() for k, v in figures.items()}
+        flat = {
+            f"{stage}/{k}": v
+            for stage, figures in summary["stages"].items()
+            for k, v in figures.items()
+            if k != "identity"  # what the key hashes: in summary.json for the report, not a figure
+        }
         flat.update({k: v for k, v in summary.items() if k.startswith("test/")})
         self._to_wandb(lambda run: run.summary.update(flat))
 
