@@ -69,3 +69,24 @@ def one_thread_runs():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
         yield
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nothing can be written into: one with mode 0o555, or for root, whom modes do not stop,
+    /sys (sysfs refuses new files to everyone); skipped where neither refuses a write."""
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        for place in (locked, Path("/sys")):
+            probe = place / f".probe-{os.getpid()}"
+            try:
+                probe.mkdir()
+            except OSError:
+                yield place
+                return
+            probe.rmdir()
+        pytest.skip("no directory here refuses a write (neither a 0o555 one nor /sys)")
+    finally:
+        locked.chmod(0o755)  # so that pytest can clean tmp_path up
