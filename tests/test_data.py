@@ -111,6 +111,22 @@ def test_folder_errors_name_the_fix(tmp_path):
         load_data(cfg("folder", root=str(tmp_path)))
 
 
+def test_a_class_without_training_images_or_a_lone_class_is_refused(folder_tree, tmp_path):
+    """A class directory with no images would be an output nothing trains; one class, nothing to tell apart:
+    each refused in one sentence naming the directory."""
+    root, _ = folder_tree
+    (root / "train" / "emu").mkdir()
+    (root / "train" / "emu" / "readme.txt").write_text("images to come")
+    with pytest.raises(UserError, match=r"train/emu holds no training images; put the class's images there"):
+        load_data(cfg("folder", root=str(root), val_fraction=0))
+    lone = tmp_path / "lone"
+    rng = np.random.default_rng(3)
+    for split in ("train", "test"):
+        _png(lone / split / "cat" / "0.png", _random_image(rng, 4, 4))
+    with pytest.raises(UserError, match=r"lone/train has one class \(cat\) and a classifier needs"):
+        load_data(cfg("folder", root=str(lone), val_fraction=0))
+
+
 def test_relative_root_and_identity(folder_tree, monkeypatch):
     root, _ = folder_tree
     monkeypatch.chdir(root.parent)
@@ -162,6 +178,17 @@ def test_tiny_imagenet_layout(tmp_path):
 def _png_jpeg(path: Path, colour) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (8, 8), colour).save(path, format="JPEG")
+
+
+def test_tiny_imagenet_class_without_training_images_is_refused(tmp_path):
+    root = tmp_path / "tiny-imagenet-200"
+    for wnid in ("n01", "n02"):
+        (root / "train" / wnid / "images").mkdir(parents=True)
+    _png_jpeg(root / "train" / "n01" / "images" / "n01_0.JPEG", COLOURS["n01"])
+    _png_jpeg(root / "val" / "images" / "val_0.JPEG", COLOURS["n01"])
+    (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn01\t0\t0\t7\t7\n")
+    with pytest.raises(UserError, match=r"train/n02 holds no training images"):
+        load_data(cfg("tiny_imagenet", root=str(root), val_fraction=0))
 
 
 def test_tiny_imagenet_missing_names_root(tmp_path):
