@@ -170,7 +170,7 @@ def test_tiny_imagenet_layout(tmp_path):
         assert torch.allclose(img.float().mean(dim=(1, 2)), colour, atol=12)  # JPEG is lossy
     assert (data.mean, data.std) == NORMALIZATION["tiny_imagenet"]
     assert list(root.glob(".dih_cache_*[0-9a-f]"))
-    resized = load_data(cfg("tiny_imagenet", root=str(root), image_size=4))
+    resized = load_data(cfg("tiny_imagenet", root=str(root), image_size=4, val_fraction=0.4))  # 1 of 3
     assert resized.image_shape == (3, 4, 4)
     assert resized.train_images.shape[0] + resized.val_images.shape[0] == 9
 
@@ -209,12 +209,18 @@ def _rows(rng, n):
     return rng.integers(0, 256, (n, 3072), dtype=np.uint8)
 
 
+def _every_class(rng, n: int, classes: int) -> list[int]:
+    """n labels in random order that hold every class, as CIFAR's training files do."""
+    return rng.permutation(np.arange(n) % classes).tolist()
+
+
 def write_cifar10(root: Path, per_batch=4, n_test=5):
     rng = np.random.default_rng(10)
     folder = root / "cifar-10-batches-py"
     train_rows, train_labels = [], []
+    every = _every_class(rng, 5 * per_batch, 10)
     for b in range(1, 6):
-        rows, labels = _rows(rng, per_batch), rng.integers(0, 10, per_batch).tolist()
+        rows, labels = _rows(rng, per_batch), every[(b - 1) * per_batch : b * per_batch]
         _dump(folder / f"data_batch_{b}", {"data": rows, "labels": labels, "batch_label": f"b{b}"})
         train_rows.append(rows)
         train_labels += labels
@@ -224,10 +230,10 @@ def write_cifar10(root: Path, per_batch=4, n_test=5):
     return np.concatenate(train_rows), train_labels, test_rows, test_labels
 
 
-def write_cifar100(root: Path, n_train=30, n_test=6):
+def write_cifar100(root: Path, n_train=200, n_test=6):
     rng = np.random.default_rng(100)
     folder = root / "cifar-100-python"
-    train_rows, train_labels = _rows(rng, n_train), rng.integers(0, 100, n_train).tolist()
+    train_rows, train_labels = _rows(rng, n_train), _every_class(rng, n_train, 100)
     test_rows, test_labels = _rows(rng, n_test), rng.integers(0, 100, n_test).tolist()
     _dump(folder / "train", {"data": train_rows, "fine_labels": train_labels, "coarse_labels": [0] * n_train})
     _dump(folder / "test", {"data": test_rows, "fine_labels": test_labels, "coarse_labels": [0] * n_test})
@@ -254,7 +260,7 @@ def test_cifar100_through_torchvision_with_split(tmp_path):
     data = load_data(cfg("cifar100", root=str(tmp_path), verify_checksums=False, val_fraction=0.5))
     assert data.num_classes == 100 and data.class_names[:2] == ["f0", "f1"]
     assert data.test_labels.tolist() == test_labels
-    assert data.train_images.shape[0] + data.val_images.shape[0] == 30
+    assert data.train_images.shape[0] + data.val_images.shape[0] == 200
     train_idx, val_idx = stratified_split(torch.tensor(train_labels), 0.5, 0)
     assert np.array_equal(data.val_images.numpy(), train_rows.reshape(-1, 3, 32, 32)[val_idx.numpy()])
     assert data.val_labels.tolist() == [train_labels[i] for i in val_idx]
@@ -307,6 +313,35 @@ def test_unknown_dataset_and_bad_fraction():
     with pytest.raises(UserError, match="val_fraction"):
         load_data(cfg("synthetic", val_fraction=1.0))
     assert DATASETS == ("cifar10", "cifar100", "tiny_imagenet", "folder", "synthetic")
+
+
+def test_a_split_without_validation_or_training_images_is_refused():
+    """train_size=5 of 10 classes gave 5 classes no image and no validation image at all; a val_fraction
+    that rounds to nothing in every class trained without validation; one that takes a class's every image
+    left it untrained: each refused naming the setting to change."""
+    with pytest.raises(
+        UserError,
+        match=r"^5 of the 10 classes \(class\d, .*\) have no training image; raise "
+        r"dataset\.train_size\.$",
+    ):
+        load_data(cfg("synthetic", train_size=5))
+    with pytest.raises(
+        UserError,
+        match=r"^dataset\.val_fraction=0\.1 holds out no validation image \(the "
+        r"largest class has 1 training images and round\(0\.1 x 1\) is 0\); raise dataset\.train_size, "
+        r"raise dataset\.val_fraction, or set it to 0",
+    ):
+        load_data(cfg("synthetic", train_size=10))
+    with pytest.raises(
+        UserError, match=r"val_fraction=0\.9 holds out every training image of 10 class\(es\)"
+    ):
+        load_data(cfg("synthetic", train_size=10, val_fraction=0.9))
+    with pytest.raises(UserError, match=r"val_fraction=0\.1 holds out no validation image"):
+        load_data(cfg("synthetic", train_size=10, train_per_class=1))
+    # the smallest that works: one validation image in each class, one left to train, and no split at all
+    data = load_data(cfg("synthetic", train_size=60, num_classes=10, val_fraction=0.1))
+    assert len(data.val_labels) == 10 and data.train_labels.bincount().tolist() == [5] * 10
+    assert len(load_data(cfg("synthetic", train_size=10, val_fraction=0)).train_labels) == 10
 
 
 def test_synthetic_deterministic_balanced_and_split():
