@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import HANG_S
 
 from dih import paired, report, results
 
@@ -314,7 +315,7 @@ def test_an_out_that_cannot_be_written_is_a_one_sentence_error(tmp_path, read_on
 def _python(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG_S
     )
 
 
