@@ -21,6 +21,11 @@ TINY = [
     "student=res8",
 ]
 
+# How long a test waits on a subprocess or a cluster before calling it hung: a guard, never a budget. Runs
+# here are tiny (seconds on an idle machine), but a 2-core machine shared with other work ran them 30 times
+# slower, and a guess at their time failed a correct suite (issue 19).
+HANG_S = 3600
+
 
 def run_args(tmp_path: Path, *overrides: str, name: str = "run", tiny: bool = True) -> list[str]:
     """The ``python run.py`` command line: the overrides, artifacts under ``tmp_path/artifacts``, the run
@@ -44,7 +49,13 @@ def run_cli(
     args = run_args(tmp_path, *overrides, name=name, tiny=tiny)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
     proc = subprocess.run(
-        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600
+        args,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=HANG_S,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"run.py failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
@@ -69,3 +80,24 @@ def one_thread_runs():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
         yield
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nothing can be written into: one with mode 0o555, or for root, whom modes do not stop,
+    /sys (sysfs refuses new files to everyone); skipped where neither refuses a write."""
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        for place in (locked, Path("/sys")):
+            probe = place / f".probe-{os.getpid()}"
+            try:
+                probe.mkdir()
+            except OSError:
+                yield place
+                return
+            probe.rmdir()
+        pytest.skip("no directory here refuses a write (neither a 0o555 one nor /sys)")
+    finally:
+        locked.chmod(0o755)  # so that pytest can clean tmp_path up

@@ -53,6 +53,16 @@ def test_cohort_accuracies_equal_the_runs_own(dih_run, capsys):
     assert "T = 1:" in table and table.count("| head ") == 3 and "| teacher |" in table
 
 
+@pytest.mark.parametrize("temperature", ["-1", "0", "nan", "inf", "-inf"])
+def test_a_temperature_softmax_cannot_use_is_refused(dih_run, capsys, temperature):
+    """T <= 0 inverts or breaks softmax(z / T) and nan or inf makes every target nan or uniform: one sentence
+    naming --temperature, exit 2, and no table."""
+    assert cohort_stats.main([str(dih_run / "run"), f"--temperature={temperature}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"error: --temperature is {float(temperature):g}; give a positive")
+    assert err.count(". ") == 0 and err.count("\n") == 1, err
+
+
 def test_a_run_without_heads_is_refused(tmp_path, capsys):
     run_cli(tmp_path, "method=ce", "trainer.epochs=1", "trainer.milestones=[]")
     with pytest.raises(UserError, match="no heads"):

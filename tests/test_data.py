@@ -111,6 +111,22 @@ def test_folder_errors_name_the_fix(tmp_path):
         load_data(cfg("folder", root=str(tmp_path)))
 
 
+def test_a_class_without_training_images_or_a_lone_class_is_refused(folder_tree, tmp_path):
+    """A class directory with no images would be an output nothing trains; one class, nothing to tell apart:
+    each refused in one sentence naming the directory."""
+    root, _ = folder_tree
+    (root / "train" / "emu").mkdir()
+    (root / "train" / "emu" / "readme.txt").write_text("images to come")
+    with pytest.raises(UserError, match=r"train/emu holds no training images; put the class's images there"):
+        load_data(cfg("folder", root=str(root), val_fraction=0))
+    lone = tmp_path / "lone"
+    rng = np.random.default_rng(3)
+    for split in ("train", "test"):
+        _png(lone / split / "cat" / "0.png", _random_image(rng, 4, 4))
+    with pytest.raises(UserError, match=r"lone/train has one class \(cat\) and a classifier needs"):
+        load_data(cfg("folder", root=str(lone), val_fraction=0))
+
+
 def test_relative_root_and_identity(folder_tree, monkeypatch):
     root, _ = folder_tree
     monkeypatch.chdir(root.parent)
@@ -154,7 +170,7 @@ def test_tiny_imagenet_layout(tmp_path):
         assert torch.allclose(img.float().mean(dim=(1, 2)), colour, atol=12)  # JPEG is lossy
     assert (data.mean, data.std) == NORMALIZATION["tiny_imagenet"]
     assert list(root.glob(".dih_cache_*[0-9a-f]"))
-    resized = load_data(cfg("tiny_imagenet", root=str(root), image_size=4))
+    resized = load_data(cfg("tiny_imagenet", root=str(root), image_size=4, val_fraction=0.4))  # 1 of 3
     assert resized.image_shape == (3, 4, 4)
     assert resized.train_images.shape[0] + resized.val_images.shape[0] == 9
 
@@ -162,6 +178,17 @@ def test_tiny_imagenet_layout(tmp_path):
 def _png_jpeg(path: Path, colour) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (8, 8), colour).save(path, format="JPEG")
+
+
+def test_tiny_imagenet_class_without_training_images_is_refused(tmp_path):
+    root = tmp_path / "tiny-imagenet-200"
+    for wnid in ("n01", "n02"):
+        (root / "train" / wnid / "images").mkdir(parents=True)
+    _png_jpeg(root / "train" / "n01" / "images" / "n01_0.JPEG", COLOURS["n01"])
+    _png_jpeg(root / "val" / "images" / "val_0.JPEG", COLOURS["n01"])
+    (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn01\t0\t0\t7\t7\n")
+    with pytest.raises(UserError, match=r"train/n02 holds no training images"):
+        load_data(cfg("tiny_imagenet", root=str(root), val_fraction=0))
 
 
 def test_tiny_imagenet_missing_names_root(tmp_path):
@@ -182,12 +209,18 @@ def _rows(rng, n):
     return rng.integers(0, 256, (n, 3072), dtype=np.uint8)
 
 
+def _every_class(rng, n: int, classes: int) -> list[int]:
+    """n labels in random order that hold every class, as CIFAR's training files do."""
+    return rng.permutation(np.arange(n) % classes).tolist()
+
+
 def write_cifar10(root: Path, per_batch=4, n_test=5):
     rng = np.random.default_rng(10)
     folder = root / "cifar-10-batches-py"
     train_rows, train_labels = [], []
+    every = _every_class(rng, 5 * per_batch, 10)
     for b in range(1, 6):
-        rows, labels = _rows(rng, per_batch), rng.integers(0, 10, per_batch).tolist()
+        rows, labels = _rows(rng, per_batch), every[(b - 1) * per_batch : b * per_batch]
         _dump(folder / f"data_batch_{b}", {"data": rows, "labels": labels, "batch_label": f"b{b}"})
         train_rows.append(rows)
         train_labels += labels
@@ -197,10 +230,10 @@ def write_cifar10(root: Path, per_batch=4, n_test=5):
     return np.concatenate(train_rows), train_labels, test_rows, test_labels
 
 
-def write_cifar100(root: Path, n_train=30, n_test=6):
+def write_cifar100(root: Path, n_train=200, n_test=6):
     rng = np.random.default_rng(100)
     folder = root / "cifar-100-python"
-    train_rows, train_labels = _rows(rng, n_train), rng.integers(0, 100, n_train).tolist()
+    train_rows, train_labels = _rows(rng, n_train), _every_class(rng, n_train, 100)
     test_rows, test_labels = _rows(rng, n_test), rng.integers(0, 100, n_test).tolist()
     _dump(folder / "train", {"data": train_rows, "fine_labels": train_labels, "coarse_labels": [0] * n_train})
     _dump(folder / "test", {"data": test_rows, "fine_labels": test_labels, "coarse_labels": [0] * n_test})
@@ -227,7 +260,7 @@ def test_cifar100_through_torchvision_with_split(tmp_path):
     data = load_data(cfg("cifar100", root=str(tmp_path), verify_checksums=False, val_fraction=0.5))
     assert data.num_classes == 100 and data.class_names[:2] == ["f0", "f1"]
     assert data.test_labels.tolist() == test_labels
-    assert data.train_images.shape[0] + data.val_images.shape[0] == 30
+    assert data.train_images.shape[0] + data.val_images.shape[0] == 200
     train_idx, val_idx = stratified_split(torch.tensor(train_labels), 0.5, 0)
     assert np.array_equal(data.val_images.numpy(), train_rows.reshape(-1, 3, 32, 32)[val_idx.numpy()])
     assert data.val_labels.tolist() == [train_labels[i] for i in val_idx]
@@ -280,6 +313,35 @@ def test_unknown_dataset_and_bad_fraction():
     with pytest.raises(UserError, match="val_fraction"):
         load_data(cfg("synthetic", val_fraction=1.0))
     assert DATASETS == ("cifar10", "cifar100", "tiny_imagenet", "folder", "synthetic")
+
+
+def test_a_split_without_validation_or_training_images_is_refused():
+    """train_size=5 of 10 classes gave 5 classes no image and no validation image at all; a val_fraction
+    that rounds to nothing in every class trained without validation; one that takes a class's every image
+    left it untrained: each refused naming the setting to change."""
+    with pytest.raises(
+        UserError,
+        match=r"^5 of the 10 classes \(class\d, .*\) have no training image; raise "
+        r"dataset\.train_size\.$",
+    ):
+        load_data(cfg("synthetic", train_size=5))
+    with pytest.raises(
+        UserError,
+        match=r"^dataset\.val_fraction=0\.1 holds out no validation image \(the "
+        r"largest class has 1 training images and round\(0\.1 x 1\) is 0\); raise dataset\.train_size, "
+        r"raise dataset\.val_fraction, or set it to 0",
+    ):
+        load_data(cfg("synthetic", train_size=10))
+    with pytest.raises(
+        UserError, match=r"val_fraction=0\.9 holds out every training image of 10 class\(es\)"
+    ):
+        load_data(cfg("synthetic", train_size=10, val_fraction=0.9))
+    with pytest.raises(UserError, match=r"val_fraction=0\.1 holds out no validation image"):
+        load_data(cfg("synthetic", train_size=10, train_per_class=1))
+    # the smallest that works: one validation image in each class, one left to train, and no split at all
+    data = load_data(cfg("synthetic", train_size=60, num_classes=10, val_fraction=0.1))
+    assert len(data.val_labels) == 10 and data.train_labels.bincount().tolist() == [5] * 10
+    assert len(load_data(cfg("synthetic", train_size=10, val_fraction=0)).train_labels) == 10
 
 
 def test_synthetic_deterministic_balanced_and_split():

@@ -171,6 +171,25 @@ def test_refusals_name_the_fix(trained, tmp_path):
         dih.load_model(heads)
 
 
+def test_an_out_export_cannot_write_is_refused_before_any_work(trained, tmp_path, read_only_dir, capsys):
+    """A suffix export does not write (.onnx would hold a torch.export program under that name), an existing
+    directory, a read-only place: one sentence naming the path and the fix, exit 2, and nothing written."""
+    (tmp_path / "taken").mkdir()
+    for out, says in (
+        (tmp_path / "model.onnx", "does not write; end it in .pt2 (a torch.export program) or .safetensors"),
+        (tmp_path / "model", "names a format export does not write; end it in .pt2"),
+        (tmp_path / "taken", "is a directory; give a file in it"),
+        (read_only_dir / "student.pt2", f"Cannot write {read_only_dir / 'student.pt2'} ("),
+        (read_only_dir / "student.safetensors", f"Cannot write {read_only_dir / 'student.safetensors'} ("),
+    ):
+        assert export.main([str(trained / "run"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and says in err and "--out" in err, err
+        assert err.count(". ") == 0 and "\n" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["read-only", "taken"]
+    assert not list((tmp_path / "taken").iterdir())
+
+
 def test_import_dih_does_not_load_torch():
     import subprocess
     import sys

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, run_cli, summary
+from conftest import HANG_S, ROOT, TINY, run_cli, summary
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def test_killed_stage_resumes_to_identical_weights(tmp_path):
     ]
     proc = subprocess.Popen(args, cwd=killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = killed / "artifacts" / reference.name / "work" / "checkpoint.pt"
-    deadline = time.time() + 300
+    deadline = time.time() + HANG_S
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # mid-way through epoch 2

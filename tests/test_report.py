@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import HANG_S
 
 from dih.report import paired, results
 from dih.report import write as report
@@ -298,10 +299,24 @@ def test_empty_directory_is_a_one_sentence_error(tmp_path, capsys):
     assert not (tmp_path / "report").exists()
 
 
+def test_an_out_that_cannot_be_written_is_a_one_sentence_error(tmp_path, read_only_dir, capsys):
+    """--out in a read-only place or onto a file: the path and the fix, exit 2, never a traceback."""
+    write_run(tmp_path / "runs" / "kd_s30", "kd", 30, last=60.0)
+    for out, says in (
+        (read_only_dir / "report", f"Cannot write {read_only_dir / 'report'} ("),
+        (tmp_path / "runs" / "kd_s30" / "config.yaml", "is a file; give a directory for the report"),
+    ):
+        assert report.main([str(tmp_path / "runs"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and says in err and "--out" in err, err
+        assert err.count(". ") == 0 and "\n" not in err, err
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0  # and a good one
+
+
 def _python(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG_S
     )
 
 

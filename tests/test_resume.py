@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_args, run_cli
+from conftest import HANG_S, run_args, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread_runs")]
 
@@ -72,7 +72,7 @@ def run_killed(path: Path, prefix: str, overrides: list[str]) -> Path:
     with log.open("w") as out:
         proc = subprocess.Popen(args, cwd=path, stdout=out, stderr=subprocess.STDOUT)
         checkpoints: list[Path] = []
-        deadline = time.time() + 300
+        deadline = time.time() + HANG_S
         while proc.poll() is None and time.time() < deadline:
             checkpoints = list((path / "artifacts").glob(f"{prefix}-*/work/checkpoint.pt"))
             if checkpoints:

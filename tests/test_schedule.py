@@ -3,6 +3,7 @@ missing teacher-side artifact has exactly one job, whose stage cut builds exactl
 exactly the jobs that build what it reads; stored artifacts get no job;
 the launcher's settings reach submitit."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,14 @@ def test_stage_cut_at_the_cohort_cache_and_a_cut_the_run_lacks():
         plan_run(compose_run(["method=ce", "stage.until=cohort"]))
 
 
+@pytest.mark.slurm
+@pytest.mark.skipif(
+    shutil.which("srun") is None,
+    reason="submitit's Slurm executor refuses to start without srun on PATH (start Slurm: .ci/slurm/up.sh)",
+)
 def test_launcher_settings_reach_submitit(tmp_path):
+    """Builds submitit's real SlurmExecutor, whose constructor looks for srun: it needs Slurm's client tools,
+    though no cluster answers for it."""
     launcher = launcher_config(
         [
             *GPU_LAUNCHER,

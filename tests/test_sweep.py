@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import HANG_S, ROOT
 
 from dih.config.sweep_file import load, size
 from dih.sweep.launch import commands
@@ -54,7 +54,7 @@ def test_laptop_sweep_runs_and_reports(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=HANG_S,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "multirun").rglob("summary.json")]
@@ -71,7 +71,7 @@ def test_laptop_sweep_runs_and_reports(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
     )
     assert report.returncode == 0, report.stderr
     results = (tmp_path / "multirun" / "laptop" / "report" / "results.md").read_text()

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from dih.data.images import NORMALIZATION, ImageData
-from dih.data.split import stratified_split, subset_split, too_many_per_class
+from dih.data.split import check_split, stratified_split, subset_split, too_many_per_class
 from dih.errors import UserError, unknown_name
 
 DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "folder", "synthetic")
@@ -29,6 +29,12 @@ __all__ = [
 # Training-set sizes and class counts of the data sets with a fixed size (before the validation hold-out).
 _TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
 _NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200}
+# How a data set of each kind gets more images, for a split that leaves a class or the validation set empty.
+_MORE_IMAGES = {
+    "synthetic": "raise dataset.train_size",
+    "folder": "add images to the class directories of train/ under dataset.root",
+    "tiny_imagenet": "add images to the class directories of train/ under dataset.root",
+}
 # Settings that never change the data: a name for reports only.
 _NOT_IN_IDENTITY = ("label",)
 # Settings added after keys were first made: left out of the identity at their default (None), so every
@@ -98,10 +104,11 @@ def load_data(cfg: Any) -> ImageData:
     seed, per_class = int(f.get("split_seed") or 0), f.get("train_per_class")
     if per_class is not None:
         train_idx, val_idx = subset_split(data.train_labels, int(per_class), fraction, seed, data.class_names)
-    elif fraction == 0.0:
-        return data
     else:
         train_idx, val_idx = stratified_split(data.train_labels, fraction, seed)
+    check_split(data.train_labels, train_idx, val_idx, data.class_names, fraction, _MORE_IMAGES.get(name))
+    if per_class is None and fraction == 0.0:
+        return data
     val_images = data.train_images[val_idx]  # gathered before compact_rows overwrites the rows in place
     return dataclasses.replace(
         data,

@@ -52,6 +52,24 @@ def list_samples(split_dir: Path, class_names: list[str]) -> list[Sample]:
     return samples
 
 
+def check_classes(train_dir: Path, class_names: list[str], train: list[Sample]) -> None:
+    """Refuse training classes a classifier cannot learn from: a class directory with no images (the
+    model would have an output no image ever trains), or a single class (nothing to tell apart)."""
+    found = {label for _, label in train}
+    empty = [name for label, name in enumerate(class_names) if label not in found]
+    if empty:
+        raise UserError(
+            f"{train_dir / empty[0]} holds no training images"
+            + (f" (nor do {len(empty) - 1} other class directories)" if len(empty) > 1 else "")
+            + "; put the class's images there or remove the directory."
+        )
+    if len(class_names) == 1:
+        raise UserError(
+            f"{train_dir} has one class ({class_names[0]}) and a classifier needs at least two; put each "
+            "class's images in its own train/<class>/ directory."
+        )
+
+
 def _size_hw(image_size) -> tuple[int, int] | None:
     """`image_size` (None, an int, or [height, width]) as (height, width)."""
     if image_size is None:
@@ -213,5 +231,6 @@ def load_folder(root: str | Path, image_size=None) -> ImageData:
             f"class directories of train/."
         )
     train = list_samples(train_dir, class_names)
+    check_classes(train_dir, class_names, train)
     test = list_samples(test_dir, class_names)
     return decode_cached(root, "folder", class_names, train, test, image_size)

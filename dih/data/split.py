@@ -71,3 +71,39 @@ def subset_split(
         torch.from_numpy(np.sort(np.concatenate(train)).astype(np.int64)),
         torch.from_numpy(np.sort(np.concatenate(val)).astype(np.int64)),
     )
+
+
+def check_split(
+    labels: torch.Tensor,
+    train_idx: torch.Tensor,
+    val_idx: torch.Tensor,
+    class_names: list[str],
+    fraction: float,
+    more_images: str | None,
+) -> None:
+    """Refuse a split a run cannot use: a class with no training image (an output nothing trains, as when
+    synthetic train_size is below num_classes) or, with val_fraction above 0, no validation image at all
+    (round(fraction * n) is 0 in every class, and best-val selection would silently have nothing).
+    ``more_images``: how this data set gets more images, or None where it cannot."""
+    count = len(class_names)
+    sizes = torch.bincount(labels, minlength=count)
+    trained = torch.bincount(labels[train_idx], minlength=count)
+    held = torch.bincount(labels[val_idx], minlength=count)
+    more = f"{more_images}, " if more_images else ""
+    empty = [c for c in range(count) if trained[c] == 0]
+    if empty:
+        names = ", ".join(class_names[c] for c in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        if int(held[empty].sum()) == 0:
+            fix = more_images or "its files are incomplete, restore the original ones"
+            raise UserError(f"{len(empty)} of the {count} classes ({names}) have no training image; {fix}.")
+        raise UserError(
+            f"dataset.val_fraction={fraction:g} holds out every training image of {len(empty)} class(es) "
+            f"({names}); {more}lower dataset.val_fraction."
+        )
+    if fraction > 0 and len(val_idx) == 0:
+        largest = int(sizes.max())
+        raise UserError(
+            f"dataset.val_fraction={fraction:g} holds out no validation image (the largest class has "
+            f"{largest} training images and round({fraction:g} x {largest}) is 0); {more}raise "
+            "dataset.val_fraction, or set it to 0 to train without validation."
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from dih.data.folder import class_dirs, decode_cached, list_samples
+from dih.data.folder import check_classes, class_dirs, decode_cached, list_samples
 from dih.data.images import NORMALIZATION, ImageData
 from dih.errors import UserError
 
@@ -60,6 +60,7 @@ def load_tiny_imagenet(root: str | Path, image_size=None) -> ImageData:
         )
     class_names = _class_order(root, train_dir)
     train = list_samples(train_dir, class_names)
+    check_classes(train_dir, class_names, train)
     test = _val_samples(val_dir, class_names)
     data = decode_cached(root, "tiny_imagenet", class_names, train, test, image_size)
     mean, std = NORMALIZATION["tiny_imagenet"]

@@ -30,6 +30,7 @@ from dih.report.results import (
     heads,
     tables,
 )
+from dih.store.fs_errors import cannot_write
 
 # ----------------------------------------------------------------------------------------------- writing
 
@@ -121,8 +122,6 @@ def write_report(
 ) -> Path:
     """Gather the runs under ``directory`` and write results.md, results.csv and the plots into ``out``;
     ``against``: columns to pair every other column with, beside CE and KD."""
-    from dih.report import plots as report_plots  # matplotlib only when plotting
-
     directory = Path(directory)
     out = Path(out) if out is not None else directory / "report"
     records = gather(directory, exclude=out)
@@ -131,6 +130,19 @@ def write_report(
             f"No runs found under {directory}: point it at a sweep or outputs directory written by run.py."
         )
     differences = paired.all_paired(records, against)  # first: a wrong --against writes nothing
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory for the report (it is made if missing).")
+    try:
+        _write(directory, out, records, differences)
+    except OSError as err:
+        raise cannot_write(out, err, "--out") from None
+    return out
+
+
+def _write(directory: Path, out: Path, records: list[RunRecord], differences: list[paired.Paired]) -> None:
+    """The report's files into ``out``: the plots, results.csv, paired.csv, results.md."""
+    from dih.report import plots as report_plots  # matplotlib only when plotting
+
     out.mkdir(parents=True, exist_ok=True)
     found = tables(records)
     head_results = heads(records)
@@ -155,7 +167,6 @@ def write_report(
     write_csv(found, out / "results.csv")
     paired.write_csv(differences, out / "paired.csv")
     (out / "results.md").write_text(markdown(directory, records, found, head_results, notes, differences))
-    return out
 
 
 @command

@@ -97,3 +97,11 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def cannot_write(path: Path, err: OSError, flag: str) -> UserError:
+    """The error for an output a command cannot write where the user pointed it (read-only, no permission,
+    a full disk), naming the path and the flag that moves it."""
+    reason = err.strerror or type(err).__name__
+    free = "free space there or " if err.errno in NO_SPACE else ""
+    return UserError(f"Cannot write {path} ({reason}); {free}pass {flag} a place you can write to.")

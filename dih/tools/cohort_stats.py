@@ -85,6 +85,16 @@ def run_bf16(run: RunDir, heads) -> bool:
     return bool(heads.meta.get("identity", {}).get("bf16", False))
 
 
+def check_temperature(temperature: float | None) -> None:
+    """Refuse, before anything is read, a --temperature that softmax(z / T) cannot use: zero, negative
+    (it inverts the ranking), nan or infinite (every target uniform or nan)."""
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise UserError(
+            f"--temperature is {temperature:g}; give a positive finite number, or leave it out for the "
+            "run's own."
+        )
+
+
 def cohort_stats(
     run_dir: str | Path,
     temperature: float | None = None,
@@ -93,6 +103,7 @@ def cohort_stats(
 ):
     """Per classifier (name, softness dict) on ``split`` at ``temperature`` (default: the run's loss
     temperature)."""
+    check_temperature(temperature)
     run_dir = Path(run_dir).expanduser().resolve()
     cohort, labels, run = cohort_logits(run_dir, data_root, split=split)
     if temperature is None:

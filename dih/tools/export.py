@@ -31,8 +31,9 @@ from torch import nn
 
 from dih.errors import UserError, command
 from dih.store.atomic import write_bytes, write_with
+from dih.store.fs_errors import cannot_write
 from dih.store.run_dir import dataset_title
-from dih.tools.loading import METADATA, SAFETENSORS, data_settings, find_artifact, load_training_data
+from dih.tools.loading import METADATA, PT2, SAFETENSORS, data_settings, find_artifact, load_training_data
 
 
 def describe(path: Path, artifact, data_root: str | None = None) -> dict:
@@ -55,12 +56,26 @@ def describe(path: Path, artifact, data_root: str | None = None) -> dict:
     }
 
 
+FORMATS = {PT2: "a torch.export program", SAFETENSORS: "safetensors weights"}  # what --out's suffix asks for
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before anything is loaded, an ``out`` export would write wrongly: a suffix it does not write
+    (a model.onnx would hold another format under the name) or an existing directory."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; give a file in it, such as {out / ('model' + PT2)}.")
+    if out.suffix not in FORMATS:
+        kinds = " or ".join(f"{suffix} ({kind})" for suffix, kind in FORMATS.items())
+        raise UserError(f"--out {out} names a format export does not write; end it in {kinds}.")
+
+
 def export(path: str | Path, out: str | Path, data_root: str | None = None) -> dict:
     """Write the model that ``path`` names to ``out`` with its metadata, as safetensors where ``out`` ends in
-    .safetensors and as a torch.export program otherwise; return the metadata."""
+    .safetensors and as a torch.export program where it ends in .pt2; return the metadata."""
     from dih.stages.artifact_io import load_model
 
-    path = Path(path)
+    path, out = Path(path), Path(out)
+    check_out(out)
     artifact = find_artifact(path)
     meta = describe(path, artifact, data_root)
     if meta["num_classes"] != len(meta["class_names"]):
@@ -70,17 +85,26 @@ def export(path: str | Path, out: str | Path, data_root: str | None = None) -> d
         )
 
     model = load_model(artifact, torch.device("cpu")).eval()
-    if Path(out).suffix == SAFETENSORS:
+    try:
+        _write(model, meta, out)
+    except OSError as err:
+        raise cannot_write(out, err, "--out") from None
+    return meta
+
+
+def _write(model: nn.Module, meta: dict, out: Path) -> None:
+    """``model`` and ``meta`` into ``out`` in the format its suffix names, atomically: a killed export leaves
+    the old file or none, never half of one."""
+    if out.suffix == SAFETENSORS:
         from safetensors.torch import save
 
-        write_bytes(Path(out), save(model.state_dict(), metadata={METADATA: json.dumps(meta)}))
-        return meta
-    model = Logits(model)
+        write_bytes(out, save(model.state_dict(), metadata={METADATA: json.dumps(meta)}))
+        return
     example = torch.zeros(2, meta["channels"], *meta["image_size"])
-    program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    # atomically: a killed export leaves the old file or none, never half a program
-    write_with(Path(out), lambda f: torch.export.save(program, f, extra_files={METADATA: json.dumps(meta)}))
-    return meta
+    program = torch.export.export(
+        Logits(model), (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
+    )
+    write_with(out, lambda f: torch.export.save(program, f, extra_files={METADATA: json.dumps(meta)}))
 
 
 class Logits(nn.Module):

@@ -23,8 +23,8 @@ from dih.store.run_dir import RunDir
 MODEL_KINDS = ("student", "teacher", "assistant", "hint")  # artifacts that hold a zoo model
 # a run's model: its student, else the last model it trained
 _RUN_STAGES = ("student", "assistant", "teacher")
-# an export's weights (dih.tools.export); any other export is a torch.export program
-SAFETENSORS = ".safetensors"
+SAFETENSORS = ".safetensors"  # an export's weights (dih.export)
+PT2 = ".pt2"  # an export as a torch.export program
 METADATA = "dih.json"  # what an export carries besides the model: class names, normalisation, ...
 
 
