@@ -6,6 +6,7 @@ import torch
 
 from dih.device import has_native_bf16
 from dih.errors import UserError
+from dih.losses import LOSSES, Needs
 from dih.teacher_side.precision import bf16_checked
 from dih.tools import bench
 
@@ -30,13 +31,19 @@ ROWS = [
     ("DIH student (res8 -> res8)", "Task (DIH), live bf16"),
     ("DIH student (res8 -> res8)", "Task (DIH), cohort cache"),
     ("DIH student (res8 -> res8)", "cohort cache build"),
-    ("student by method (res8 -> res8)", "Task (ce), no teacher side"),
+    # one row per method loss (a loss without a teacher: no teacher side), then FitNets' hint stage
     *(
-        ("student by method (res8 -> res8)", f"Task ({m}), live fp32")
-        for m in ("kd", "dih", "at", "crd", "tofd", "mhkd", "fitnets (hint stage)")
+        ("student by method (res8 -> res8)", f"Task ({m}), {where}")
+        for m, where in [
+            *(
+                (name, "live fp32" if cls.needs is not Needs.NOTHING else "no teacher side")
+                for name, cls in LOSSES.items()
+            ),
+            ("fitnets (hint stage)", "live fp32"),
+        ]
     ),
 ]
-UNRATIOED = 9  # the cache build and the rows by method: no reference loop of their own
+UNRATIOED = 1 + len(LOSSES) + 1  # the cache build and the rows by method: no reference loop of their own
 
 
 def parse_table(report: str, which: int = 0) -> list[dict]:

@@ -89,7 +89,7 @@ BAD = [
         "hydra/launcher=nope",
         ["hydra/launcher", "'nope'", "basic, local, slurm, submitit_local, submitit_slurm"],
     ),
-    ("method=dihh", ["Unknown method 'dihh'", "dih, fitnets"]),
+    ("method=dihh", ["Unknown method 'dihh'; choose one of: ", " dih,", " fitnets"]),
     ("hydra/launcher=slurm hydra.launcher.partitionn=gpu", ["hydra.launcher.partitionn", "partition"]),
     ("hydra/launcher=submitit_local hydra.launcher.timeout_min=abc", ["hydra.launcher.timeout_min", "'abc'"]),
     # submitit's own errors before, one of them only in a job's log

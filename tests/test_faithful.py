@@ -12,9 +12,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
+from conftest import ROOT
 from torch import nn
 
-from dih.losses import CRDLoss, DIHLoss, KDLoss, TOFDLoss, build_loss
+from dih.losses import CRDLoss, DIHLoss, KDLoss, Needs, TOFDLoss, build_loss, loss_class
 from dih.losses.context import LossContext
 from dih.models import build_model, feature_shapes, heads_class
 from dih.models.output import ModelOutput
@@ -306,13 +308,25 @@ def test_tofd_pairs_from_the_deepest_with_unequal_stage_counts():
 # ------------------------------------------------------------------------------- no gradient to the teacher
 
 
-@pytest.mark.parametrize(
-    "name, settings, heads",
-    [("kd", {}, None), ("dih", {}, "linear"), ("crd", {"nce_k": 16}, None), ("tofd", {}, "tofd")],
-)
+def teacher_methods() -> list[tuple[str, dict, str | None]]:
+    """(loss name, settings, heads kind) of every loss that reads a teacher, with the settings and heads of
+    the first method under conf/method/ that uses it (CRD's negatives cut to the 40 images here)."""
+    found = {}
+    for method in sorted((ROOT / "conf" / "method").glob("*.yaml")):
+        config = yaml.safe_load(method.read_text())
+        settings = dict(config["loss"])
+        name = settings.pop("name")
+        if loss_class(name).needs is not Needs.NOTHING and name not in found:
+            small = {"nce_k": 16} if name == "crd" else {}
+            found[name] = (name, {**settings, **small}, config.get("heads"))
+    return [found[name] for name in sorted(found)]
+
+
+@pytest.mark.parametrize("name, settings, heads", teacher_methods())
 def test_no_gradient_reaches_the_teacher_even_with_autograd_on(name, settings, heads):
     """The teacher side runs with autograd on here (the stage runs it without): only the loss's own
-    detaching keeps the teacher's and its heads' parameters out of the backward pass."""
+    detaching keeps the teacher's and its heads' parameters out of the backward pass. Every loss that reads
+    a teacher, as its method configures it."""
     torch.manual_seed(0)
     student, teacher = build_model("res8", 10), build_model("res14", 10).eval()
     mounted = heads_class(heads).for_model(teacher, 10) if heads else None

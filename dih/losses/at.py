@@ -8,9 +8,11 @@ larger is average-pooled to the smaller's.
 """
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from dih.config.rules import NON_NEGATIVE, POSITIVE
 from dih.errors import UserError
+from dih.losses.base import MethodLoss, Needs
 from dih.losses.context import LossContext
 from dih.losses.pairing import as_float, match_spatial, pair_stages
 
@@ -20,10 +22,13 @@ def attention_map(f: Tensor, p: float = 2) -> Tensor:
     return F.normalize(f.pow(p).mean(1).flatten(1))
 
 
-class ATLoss(nn.Module):
+class ATLoss(MethodLoss):
     """``CE(s, y) + beta * sum_l mean((q_s^l - q_t^l)^2)`` over the stages ``pair_stages`` matches."""
 
+    name = "at"
+    needs = Needs.FEATURES
     version = 2  # bump when what the loss computes changes (docs/versions.md)
+    settings = {"beta": NON_NEGATIVE, "p": POSITIVE}
 
     def __init__(self, context: LossContext, beta: float = 1000.0, p: float = 2):
         super().__init__()

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dih.config.rules import COUNT, NON_NEGATIVE, POSITIVE, WEIGHT, Number
 from dih.errors import UserError
+from dih.losses.base import MethodLoss, Needs
 from dih.losses.context import LossContext
 from dih.losses.kd import soft_kl
 
@@ -54,13 +56,24 @@ def nce_loss(scores: Tensor, num_train: int) -> Tensor:
     return -(log_d1.sum() + log_d0.sum()) / scores.shape[0]
 
 
-class CRDLoss(nn.Module):
+class CRDLoss(MethodLoss):
     """``CE + a_kd KD + b CRD``, with the embeddings and both memory banks owned by the loss.
 
     The banks and the normalisation constants ``z`` are buffers, so a checkpoint restores them exactly.
     """
 
+    name = "crd"
+    needs = Needs.FEATURES
     version = 1  # bump when what the loss computes changes (docs/versions.md)
+    settings = {
+        "alpha_kd": WEIGHT,
+        "temperature": POSITIVE,
+        "beta": NON_NEGATIVE,
+        "nce_k": COUNT,
+        "nce_t": POSITIVE,
+        "nce_momentum": Number(0, 1),
+        "feat_dim": COUNT,
+    }
 
     def __init__(
         self,

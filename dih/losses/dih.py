@@ -10,16 +10,25 @@ number of classifiers left in the sum (k+1 unless some alpha is 0).
 from collections.abc import Sequence
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from dih.config.rules import POSITIVE, WEIGHT, AnyOf, Choice, ListOf, NotAllZero
 from dih.errors import UserError
+from dih.losses.base import MethodLoss, Needs
 from dih.losses.kd import soft_kl
 
 
-class DIHLoss(nn.Module):
+class DIHLoss(MethodLoss):
     """Multi-teacher KD from the cohort; ``alpha`` is one value or one per classifier (shallow first)."""
 
+    name = "dih"
+    needs = Needs.LOGITS
     version = 2  # bump when what the loss computes changes (docs/versions.md)
+    settings = {
+        "alpha": NotAllZero(AnyOf(WEIGHT, ListOf(WEIGHT, nonempty=True))),
+        "temperature": POSITIVE,
+        "reduction": Choice(["sum", "mean"]),
+    }
 
     def __init__(
         self, alpha: float | Sequence[float] = 0.1, temperature: float = 5.0, reduction: str = "sum"

@@ -1,7 +1,10 @@
 """Canonical knowledge distillation (Hinton et al.): cross-entropy plus a softened KL to the teacher."""
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from dih.config.rules import POSITIVE, WEIGHT
+from dih.losses.base import MethodLoss, Needs
 
 
 def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -16,10 +19,13 @@ def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
     return kl * temperature**2
 
 
-class KDLoss(nn.Module):
+class KDLoss(MethodLoss):
     """``(1-a) CE(s, y) + a T^2 KL(z || s)`` with the teacher's final logits ``z``."""
 
+    name = "kd"
+    needs = Needs.LOGITS
     version = 1  # bump when what the loss computes changes (docs/versions.md)
+    settings = {"alpha": WEIGHT, "temperature": POSITIVE}
 
     def __init__(self, alpha: float = 0.1, temperature: float = 5.0):
         super().__init__()

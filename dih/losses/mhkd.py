@@ -8,21 +8,28 @@ shallowest up (``pair_stages``), as the script zips its dictionaries of heads.
 """
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from dih.config.rules import NON_NEGATIVE, POSITIVE, WEIGHT
 from dih.errors import UserError
+from dih.losses.base import MethodLoss, Needs
 from dih.losses.context import LossContext
 from dih.losses.kd import soft_kl
 from dih.losses.pairing import pair_stages
 from dih.models.mhkd_heads import MHKDHeads
 
 
-class MHKDLoss(nn.Module):
+class MHKDLoss(MethodLoss):
     """Owns the student's ``MHKDHeads``, one per student stage that ``pair_stages`` pairs with a teacher head;
     the teacher heads' logits are ``teacher.cohort[:-1]``, one per teacher stage but the deepest, in
     ``context.teacher_stages`` order."""
 
+    name = "mhkd"
+    # It reads the teacher heads' and the teacher's logits, but has always run its teacher side live (it was
+    # never served by the cohort cache): LOGITS would plan a cache and change its students' keys.
+    needs = Needs.FEATURES
     version = 2  # bump when what the loss computes changes (docs/versions.md)
+    settings = {"alpha": WEIGHT, "temperature": POSITIVE, "beta": NON_NEGATIVE}
 
     def __init__(self, context: LossContext, alpha: float = 0.1, temperature: float = 4.0, beta: float = 0.5):
         super().__init__()

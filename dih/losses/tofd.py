@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dih.config.rules import NON_NEGATIVE
 from dih.errors import UserError
+from dih.losses.base import MethodLoss, Needs
 from dih.losses.context import LossContext
 from dih.losses.pairing import pair_stages
 from dih.models.tofd_aux import TOFDAuxHeads
@@ -35,14 +37,17 @@ def orthogonality(w: Tensor) -> Tensor:
     return torch.linalg.matrix_norm(w @ w.t() - eye_out) + torch.linalg.matrix_norm(w.t() @ w - eye_in)
 
 
-class TOFDLoss(nn.Module):
+class TOFDLoss(MethodLoss):
     """Owns the student's auxiliary classifiers and one link per paired classifier.
 
     Only paired student stages get a classifier: when the student has more stages than the teacher, its
     shallowest stages have none. ``temperature_rise`` is the reference's ``t``.
     """
 
+    name = "tofd"
+    needs = Needs.FEATURES
     version = 2  # bump when what the loss computes changes (docs/versions.md)
+    settings = {"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "temperature_rise": NON_NEGATIVE}
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from dih.config.stage_names import CUTS, METHOD_STAGES, PREFIXES, UNTIL
 from dih.data import loader
 from dih.device import planned_device_type, resolve_device
 from dih.errors import UserError, unknown_name
-from dih.losses import NEEDS_TEACHER, HeadsLoss, HintLoss, loss_class
+from dih.losses import HeadsLoss, HintLoss, Needs, loss_class
 from dih.models import HEAD_KINDS, MODEL_NAMES, heads_class
 from dih.models.zoo import check_image_size, model_size, model_version
 from dih.stages import stage_version
@@ -148,8 +148,7 @@ class _Settings:
         on) and return its spec."""
         teacher, heads, init = upstream.get("teacher"), upstream.get("heads"), upstream.get("init")
         loss_name = self.loss["name"]
-        loss_class(loss_name)
-        if loss_name not in NEEDS_TEACHER:  # learns alone even where the method trains a teacher
+        if loss_class(loss_name).needs is Needs.NOTHING:  # learns alone even where the method has a teacher
             teacher = heads = None
         elif teacher is None:
             raise UserError(

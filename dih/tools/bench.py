@@ -37,7 +37,7 @@ from dih.data.loader import DeviceLoader
 from dih.data.synthetic import make_synthetic
 from dih.device import has_native_bf16, resolve_device
 from dih.errors import command
-from dih.losses import CELoss, DIHLoss, HeadsLoss, HintLoss, build_loss
+from dih.losses import LOSSES, CELoss, DIHLoss, HeadsLoss, HintLoss, Needs, build_loss, loss_class
 from dih.losses.context import loss_context
 from dih.models import LinearHeads, build_model, heads_class
 from dih.models.heads import HeadsOnFrozen
@@ -224,25 +224,37 @@ def method_config(name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(CONF / "method" / f"{name}.yaml"), resolve=True)
 
 
+def timed_methods() -> list[tuple[str, dict, dict | None]]:
+    """(row name, method config, hint layers or None): every method loss of dih/losses with the settings of
+    its own method (else the first method under conf/method/ that uses it), then every hint stage (FitNets').
+    TAKD's and FitNets' KD stages are KD's loss: one row. Derived, so a new method gets its row."""
+    configs = {path.stem: method_config(path.stem) for path in sorted((CONF / "method").glob("*.yaml"))}
+    found = []
+    for loss in LOSSES:
+        users = [name for name, config in configs.items() if config["loss"]["name"] == loss]
+        if users:
+            found.append((loss, configs[loss if loss in users else users[0]], None))
+    hints = [(f"{name} (hint stage)", c, c["hint"]) for name, c in configs.items() if c.get("hint")]
+    return found + hints
+
+
 def method_rows(b: Bench) -> list[Row]:
-    """Every method's student step (FitNets: its hint stage; its KD stage, TAKD's and KD's are one loss) with
-    the settings of its config and a live fp32 teacher side. CRD's memory banks span ``--train-size`` rows,
-    as on the real training split: their product with each batch is part of its cost."""
+    """Every method's student step (FitNets: its hint stage too) with the settings of its config and a live
+    fp32 teacher side. CRD's memory banks span ``--train-size`` rows, as on the real training split: their
+    product with each batch is part of its cost."""
     a, loops = b.args, {}
-    for method in ("ce", "kd", "dih", "at", "crd", "tofd", "mhkd", "fitnets"):
-        config = method_config(method)
+    for name, config, hint in timed_methods():
         student, teacher = b.copies(b.student, b.teacher)
         heads = config.get("heads")
         mounted = heads_class(heads).for_model(teacher, a.classes) if heads else None
-        side = TeacherSide(teacher, mounted, b.fp32) if "teacher" in config["stages"][:-1] else None
+        alone = not hint and loss_class(config["loss"]["name"]).needs is Needs.NOTHING
+        side = None if alone else TeacherSide(teacher, mounted, b.fp32)
         data = b.data
-        if method == "crd":  # a bank row per training image of the real split (labels cycle the classes)
+        if name == "crd":  # a bank row per training image of the real split (labels cycle the classes)
             labels = torch.arange(a.train_size) % a.classes
             data = dataclasses.replace(b.data, train_labels=labels)
         context = loss_context(data, student, side, b.device, epochs=200)
-        hint = config.get("hint")
         loss = HintLoss(context, **hint) if hint else build_loss(config["loss"], context)
-        name = "fitnets (hint stage)" if hint else method
         task = Task(student, loss.to(b.device), side, evaluates=not hint)
         where = "no teacher side" if side is None else "live fp32 teacher side"
         loops[f"Task ({name}), {where}"] = task_loop(task, b.loader())
