@@ -13,7 +13,8 @@ failures are multi-line OmegaConf errors. One table keeps each rule beside its k
 conf/ stays the only place defaults are written.
 
 Table syntax: a section is a dict of key -> rule (or nested section); a key ending in ``?`` may be
-absent; ``ByName`` picks the section by the node's ``name``.
+absent; ``ByName`` picks the section by the node's ``name``; ``Later`` checks a section after all the others.
+Nothing here imports torch before the ``Later`` sections, so a bad setting elsewhere is answered fast.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from dih.config.groups import group_options
 from dih.errors import UserError
 
 
@@ -205,6 +207,14 @@ class Milestones(Rule):
         super().check(path, value, root)
 
 
+class Later:
+    """A section checked after every other setting (the loss's: its rules may come from the loss classes,
+    which import torch), so that a bad setting anywhere else is answered without loading torch."""
+
+    def __init__(self, rule: Any):
+        self.rule = rule
+
+
 class ByName:
     """A node whose settings depend on its ``name``: one section per name."""
 
@@ -212,16 +222,15 @@ class ByName:
         self.kind, self.sections = kind, sections
 
 
-def _models():
-    from dih.models import MODEL_NAMES
+# The kinds of mounted heads (dih.models.HEAD_KINDS, tests/test_config_check.py holds them equal), written
+# here so that checking a setting imports no torch.
+HEAD_KINDS = ("linear", "mhkd", "tofd")
 
-    return MODEL_NAMES
 
-
-def _head_kinds():
-    from dih.models import HEAD_KINDS
-
-    return sorted(HEAD_KINDS)
+def _models() -> tuple[str, ...]:
+    """The zoo's model names, as conf/teacher's options (equal to dih.models.MODEL_NAMES, a test holds it):
+    asked of Hydra, which is loaded anyway, rather than of the zoo, which loads torch."""
+    return group_options("teacher")
 
 
 class TrainPerClass(Rule):
@@ -331,11 +340,11 @@ SCHEMA: dict = {
     "method": {
         "name": Text(),
         "stages": ListOf(Choice(["teacher", "heads", "hint", "assistant", "student"]), nonempty=True),
-        "heads?": Choice(_head_kinds, kind="kind of heads"),
+        "heads?": Choice(HEAD_KINDS, kind="kind of heads"),
         "assistant?": MODEL,
         "hint?": {"hint": Text(), "guided": Text()},
         "batch_size?": COUNT,
-        "loss": LOSSES,
+        "loss": Later(LOSSES),
     },
     "stage": {"until": Choice(["teacher", "heads", "hint", "assistant", "cohort", "student"])},
     "trainer": {
@@ -390,20 +399,23 @@ def _is_interpolation(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("${") and value.endswith("}")
 
 
-def _check(path: str, value: Any, rule: Any, root: Mapping, where: str) -> None:
+def _check(path: str, value: Any, rule: Any, root: Mapping, where: str, later: list) -> None:
     if _is_interpolation(value):
+        return
+    if isinstance(rule, Later):
+        later.append((path, value, rule.rule, where))
         return
     if isinstance(rule, ByName):
         name = value.get("name") if isinstance(value, dict) else None
         Choice(rule.sections, kind=rule.kind).check(_join(path, "name"), name, root)
         rule, where = rule.sections[name], f"the {name} {rule.kind}"
     if isinstance(rule, dict):
-        _check_section(path, value, rule, root, where)
+        _check_section(path, value, rule, root, where, later)
     else:
         rule.check(path, value, root)
 
 
-def _check_section(path: str, node: Any, section: dict, root: Mapping, where: str) -> None:
+def _check_section(path: str, node: Any, section: dict, root: Mapping, where: str, later: list) -> None:
     keys = {key.rstrip("?"): (rule, key.endswith("?")) for key, rule in section.items()}
     if not isinstance(node, dict):
         raise UserError(f"{path} is {show(node)}; expected a group of settings ({', '.join(sorted(keys))}).")
@@ -412,7 +424,7 @@ def _check_section(path: str, node: Any, section: dict, root: Mapping, where: st
             raise unknown_key_at(_join(path, str(key)), where, keys)
     for key, (rule, optional) in keys.items():
         if key in node:
-            _check(_join(path, key), node[key], rule, root, _join(path, key))
+            _check(_join(path, key), node[key], rule, root, _join(path, key), later)
         elif not optional:
             wanted = getattr(rule, "describe", "a group of settings")
             raise UserError(f"{_join(path, key)} is missing; it is required ({wanted}).")
@@ -421,4 +433,7 @@ def _check_section(path: str, node: Any, section: dict, root: Mapping, where: st
 def validate(cfg: Any) -> None:
     """Refuse, with one sentence, any unknown key, wrong type, out-of-range or unsupported value."""
     plain = _plain(cfg)
-    _check_section("", plain, SCHEMA, plain, "")
+    later: list = []  # the Later sections, checked once everything else passed
+    _check_section("", plain, SCHEMA, plain, "", later)
+    for path, value, rule, where in later:
+        _check(path, value, rule, plain, where, later)
