@@ -39,6 +39,7 @@ def dih_run(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow  # run.py end to end, then the tool on its run
 def test_cohort_accuracies_equal_the_runs_own(dih_run, capsys):
     stages = summary(dih_run)["stages"]
     temperature, rows = cohort_stats.cohort_stats(dih_run / "run")
@@ -53,6 +54,7 @@ def test_cohort_accuracies_equal_the_runs_own(dih_run, capsys):
     assert "T = 1:" in table and table.count("| head ") == 3 and "| teacher |" in table
 
 
+@pytest.mark.slow  # run.py end to end, then the tool on its run
 def test_a_run_without_heads_is_refused(tmp_path, capsys):
     run_cli(tmp_path, "method=ce", "trainer.epochs=1", "trainer.milestones=[]")
     with pytest.raises(UserError, match="no heads"):
@@ -63,6 +65,7 @@ def test_a_run_without_heads_is_refused(tmp_path, capsys):
 
 
 
+@pytest.mark.slow  # run.py end to end, then the tool on its run
 @pytest.mark.parametrize("bf16", [True, False])
 def test_the_teacher_side_runs_in_the_runs_precision_on_either_split(tmp_path, capsys, bf16):
     """A run's teacher side is measured as its student stage ran it (bf16 or not, from the student's spec),
