@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: smoke test lint clean-venv
+.PHONY: smoke test test-fast lint clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ smoke: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# The fast signal while developing: the unit and config tiers, without the end-to-end runs (marked slow)
+# and the Slurm cluster tests; `make test` (CI) runs everything.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow and not slurm"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check dih tests run.py

@@ -1,6 +1,7 @@
 """The check run.py makes before Hydra runs anything: the command line's overrides are composed,
 validated and planned in this process (every run of a ``--multirun``), so a mistake gets one sentence and
-no job starts."""
+no job starts. Every run is composed and validated before the planner (and torch with it) is imported, so
+a bad setting is answered in about a second."""
 
 from __future__ import annotations
 
@@ -42,17 +43,21 @@ def check_command_line(argv: list[str]) -> None:
     if args.help or args.hydra_help or args.info or args.shell_completion or elsewhere:
         return
     from dih.config.compose import check_multirun, compose_run, output_dir
-    from dih.plan.chain import (
-        plan_run,  # planning refuses what no single setting shows (a TAKD pair, a stage cut)
-    )
     from dih.store.fs_errors import check_creatable
 
     if args.multirun:
-        check_multirun(args.overrides, then=plan_run)
+        check_multirun(args.overrides, then=_plan)
     else:
-        plan_run(compose_run(args.overrides))
+        _plan(compose_run(args.overrides))
     # Hydra creates the run directory and writes into it before the job starts: a traceback if it cannot
     directory = output_dir(args.overrides, multirun=args.multirun)
     if directory is not None:
         check_creatable(directory, "hydra.sweep.dir" if args.multirun else "hydra.run.dir")
 
+
+def _plan(cfg) -> None:
+    """Plan a validated run: it refuses what no single setting shows (a TAKD pair, a stage cut). The
+    planner loads torch, so it is imported only here, after every setting passed."""
+    from dih.plan.chain import plan_run
+
+    plan_run(cfg)

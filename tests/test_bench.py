@@ -63,6 +63,7 @@ def quick(tmp_path_factory):
     return rows, report, out
 
 
+@pytest.mark.slow  # the benchmark end to end (the quick fixture)
 def test_every_row_is_printed_with_a_positive_rate(quick):
     _, report, out = quick
     assert out.read_text() == report
@@ -76,6 +77,7 @@ def test_every_row_is_printed_with_a_positive_rate(quick):
         assert float(row["images/s"]) > 0
 
 
+@pytest.mark.slow  # the benchmark end to end (the quick fixture)
 def test_every_ratio_is_the_printed_rate_over_its_reference(quick):
     rows, report, _ = quick
     table = parse_table(report)
@@ -101,6 +103,7 @@ def test_runs_per_hour_is_a_stage_over_the_rate():
     assert bench.runs_per_hour(1000.0, 100, 50000) == pytest.approx(3600 / 5000)
 
 
+@pytest.mark.slow  # the benchmark end to end (the quick fixture)
 def test_runs_per_hour_table_follows_the_student_rows(quick):
     _, report, _ = quick
     rates = {
@@ -117,6 +120,7 @@ def test_runs_per_hour_table_follows_the_student_rows(quick):
     assert "64 images x 162 variants at" in report
 
 
+@pytest.mark.slow  # the benchmark end to end (the quick fixture)
 def test_bf16_rows_run_bf16_and_say_whether_it_is_emulated(quick):
     _, report, _ = quick
     b = bench.Bench(bench.parse(["--quick", "--device", "cpu"]))

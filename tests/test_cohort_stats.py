@@ -39,6 +39,7 @@ def dih_run(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow  # run.py end to end, then the tool on its run
 def test_cohort_accuracies_equal_the_runs_own(dih_run, capsys):
     stages = summary(dih_run)["stages"]
     temperature, rows = cohort_stats.cohort_stats(dih_run / "run")
@@ -54,15 +55,16 @@ def test_cohort_accuracies_equal_the_runs_own(dih_run, capsys):
 
 
 @pytest.mark.parametrize("temperature", ["-1", "0", "nan", "inf", "-inf"])
-def test_a_temperature_softmax_cannot_use_is_refused(dih_run, capsys, temperature):
+def test_a_temperature_softmax_cannot_use_is_refused(tmp_path, capsys, temperature):
     """T <= 0 inverts or breaks softmax(z / T) and nan or inf makes every target nan or uniform: one sentence
-    naming --temperature, exit 2, and no table."""
-    assert cohort_stats.main([str(dih_run / "run"), f"--temperature={temperature}"]) == 2
+    naming --temperature, exit 2, and no table, before the run is even looked for."""
+    assert cohort_stats.main([str(tmp_path / "run"), f"--temperature={temperature}"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(f"error: --temperature is {float(temperature):g}; give a positive")
     assert err.count(". ") == 0 and err.count("\n") == 1, err
 
 
+@pytest.mark.slow  # run.py end to end, then the tool on its run
 def test_a_run_without_heads_is_refused(tmp_path, capsys):
     run_cli(tmp_path, "method=ce", "trainer.epochs=1", "trainer.milestones=[]")
     with pytest.raises(UserError, match="no heads"):
@@ -73,6 +75,7 @@ def test_a_run_without_heads_is_refused(tmp_path, capsys):
 
 
 
+@pytest.mark.slow  # run.py end to end, then the tool on its run
 @pytest.mark.parametrize("bf16", [True, False])
 def test_the_teacher_side_runs_in_the_runs_precision_on_either_split(tmp_path, capsys, bf16):
     """A run's teacher side is measured as its student stage ran it (bf16 or not, from the student's spec),

@@ -77,17 +77,20 @@ def test_compile_mode_uses_cuda_graphs_on_cuda_only():
     assert compile_mode("cpu") is None
 
 
+@pytest.mark.slow  # trains a stage compiled (and eager)
 def test_the_setting_reaches_the_training_step(compiled, eager):
     assert compiled["rt"].compile_training and not eager["rt"].compile_training
     assert compiled["graphs"][-1] >= 1  # the stage really compiled
     assert eager["graphs"] == [0] * EPOCHS
 
 
+@pytest.mark.slow  # trains a stage compiled (and eager)
 def test_one_graph_for_the_stage_none_per_epoch(compiled):
     # the first epoch compiles the full-batch step; the partial last batch and evaluation run eagerly
     assert compiled["graphs"] == [1] * EPOCHS
 
 
+@pytest.mark.slow  # trains a stage compiled (and eager)
 def test_compiled_training_equals_eager_up_to_rounding(compiled, eager):
     assert len(compiled["lines"]) == len(eager["lines"]) == EPOCHS
     for ours, theirs in zip(compiled["lines"], eager["lines"], strict=True):
@@ -99,6 +102,7 @@ def test_compiled_training_equals_eager_up_to_rounding(compiled, eager):
         torch.testing.assert_close(tensor, theirs[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.slow  # trains a stage compiled (and eager)
 def test_compiled_artifact_and_checkpoint_load_into_a_plain_model(compiled):
     state = compiled["payload"]["model"]
     model = build_model("res8", 4)
@@ -109,6 +113,7 @@ def test_compiled_artifact_and_checkpoint_load_into_a_plain_model(compiled):
     assert all(torch.equal(t, state[name]) for name, t in learner["model"].state_dict().items())
 
 
+@pytest.mark.slow  # trains a stage compiled (and eager)
 def test_compiled_stage_resumes_to_the_same_weights(compiled, tmp_path):
     build(tmp_path, "trainer.compile=true", epochs=2)  # stopped after epoch 2's checkpoint
     resumed = build(tmp_path, "trainer.compile=true")
@@ -118,6 +123,7 @@ def test_compiled_stage_resumes_to_the_same_weights(compiled, tmp_path):
         assert torch.equal(resumed["payload"]["model"][name], tensor), name
 
 
+@pytest.mark.slow  # trains a stage compiled (and eager)
 def test_resuming_an_eager_checkpoint_compiled_warns_that_bits_differ(tmp_path, caplog):
     build(tmp_path, epochs=2)
     with caplog.at_level(logging.WARNING, logger="dih.train.engine"):

@@ -113,13 +113,15 @@ def test_one_bad_run_stops_the_multirun_and_names_it():
     assert len(check_multirun([*TINY, "method=kd,ce", "seed=1,2"])) == 4
 
 
+@pytest.mark.slow  # 372 runs composed: about 13 s of CPU (the small sweeps' test below is the fast tier's)
 def test_the_paper_grids_are_checked_in_a_few_seconds(tmp_path):
-    runs, start = 0, time.process_time()  # this process's CPU time: other work on the machine adds none
+    # this process's CPU time, not the wall clock: a shared machine's load does not fail the test
+    runs, start = 0, time.process_time()
     for name in ("cifar100", "cifar10"):
         for cmd in commands(load(ROOT / "multirun_sweeps" / f"{name}.yaml"), tmp_path, []):
             runs += len(check_multirun(cmd[3:]))
     assert runs == 2 * 186
-    assert time.process_time() - start < 60  # ~10 s on the 2-core development machine; Hydra's compose: ~50 s
+    assert time.process_time() - start < 60  # ~13 s of CPU here; Hydra's own compose: about 5 times that
 
 
 @pytest.mark.parametrize("name", ["laptop", "cifar10_cpu", "cifar10_cpu_long", "cifar10_cpu_long_mean"])

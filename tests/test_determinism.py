@@ -125,6 +125,7 @@ def resume_warnings(caplog, work_dir) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
+@pytest.mark.slow  # trains, stops and resumes a stage
 def test_resume_on_other_versions_warns_and_completes(tmp_path, caplog):
     train(tmp_path, epochs=1)
     edit_checkpoint(tmp_path, lambda s: s["environment"].update(torch="1.0.0"))
@@ -133,11 +134,13 @@ def test_resume_on_other_versions_warns_and_completes(tmp_path, caplog):
     assert "not be bit-identical" in warning
 
 
+@pytest.mark.slow  # trains, stops and resumes a stage
 def test_resume_on_same_setup_does_not_warn(tmp_path, caplog):
     train(tmp_path, epochs=1)
     assert resume_warnings(caplog, tmp_path) == []
 
 
+@pytest.mark.slow  # trains, stops and resumes a stage
 def test_old_checkpoint_without_record_resumes_without_warning(tmp_path, caplog):
     train(tmp_path, epochs=1)
     edit_checkpoint(tmp_path, lambda s: s.pop("environment"))

@@ -34,6 +34,7 @@ def trained(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow  # reads the trained fixture: run.py end to end
 def test_load_model_from_a_run_dir_and_its_artifact(trained):
     stages = summary(trained)["stages"]
     model = dih.load_model(trained / "run")
@@ -48,6 +49,7 @@ def test_load_model_from_a_run_dir_and_its_artifact(trained):
         assert not torch.allclose(logits, teacher(x).logits)  # the run's model is its student
 
 
+@pytest.mark.slow  # reads the trained fixture: run.py end to end
 def test_export_round_trips_to_equal_logits_with_its_metadata(trained, tmp_path):
     out = tmp_path / "student.pt2"
     assert export.main([str(trained / "run"), "--out", str(out)]) == 0
@@ -72,6 +74,7 @@ def test_export_round_trips_to_equal_logits_with_its_metadata(trained, tmp_path)
         assert torch.allclose(again(x), expected, atol=1e-5)
 
 
+@pytest.mark.slow  # reads the trained fixture: run.py end to end
 def test_safetensors_export_holds_the_weights_and_the_same_metadata(trained, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -113,6 +116,7 @@ def test_a_safetensors_file_not_from_export_is_refused(tmp_path):
         dih.load_model(garbage)
 
 
+@pytest.mark.slow  # reads the trained fixture: run.py end to end
 def test_the_relative_store_is_found_from_elsewhere(trained, tmp_path, monkeypatch):
     moved = tmp_path / "project"
     shutil.copytree(trained, moved)
@@ -121,6 +125,7 @@ def test_the_relative_store_is_found_from_elsewhere(trained, tmp_path, monkeypat
     assert export.export(moved / "run", tmp_path / "m.pt2")["artifact"] == key
 
 
+@pytest.mark.slow  # reads the trained fixture: run.py end to end
 def test_a_run_reads_as_one_run_dir(trained):
     """summary.json holds each stage's key and the identity it hashes, as the artifact's meta.json does."""
     run = RunDir.finished(trained / "run")
@@ -136,6 +141,7 @@ def test_a_run_reads_as_one_run_dir(trained):
     assert student["loss"]["temperature"] == 5.0 and student["seed"] == run.seed
 
 
+@pytest.mark.slow  # reads the trained fixture: run.py end to end
 def test_every_tool_finds_a_relative_store_as_load_model_does(trained, tmp_path, monkeypatch):
     """precision_check looked only under artifacts.root from the current directory: a run moved elsewhere and
     read from a third directory was refused there while dih.load_model found it."""
@@ -151,6 +157,7 @@ def test_every_tool_finds_a_relative_store_as_load_model_does(trained, tmp_path,
     assert RunDir.open(moved / "run").store("teacher") == moved / "artifacts"
 
 
+@pytest.mark.slow  # reads the trained fixture: run.py end to end
 def test_refusals_name_the_fix(trained, tmp_path):
     with pytest.raises(UserError, match="neither an artifact .* nor a run directory"):
         dih.load_model(tmp_path)
@@ -199,6 +206,7 @@ def test_import_dih_does_not_load_torch():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow  # reads the trained fixture: run.py end to end
 def test_data_that_moved_is_refused_naming_the_flag(trained, tmp_path):
     """The data set's refusal says dataset.root; the command that reads it back has --data-root instead."""
     (tmp_path / "train").mkdir()  # an image folder with nothing in it

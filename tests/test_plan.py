@@ -220,6 +220,29 @@ def test_bumping_a_head_kind_reaches_its_heads_and_what_they_teach(monkeypatch):
 # ---- a sweep's plan ----------------------------------------------------------------------------------------
 
 
+def test_a_grid_of_every_kind_plans_each_artifact_once():
+    """The fast tier's copy of the paper grid's count below, on two teachers and two seeds."""
+    methods = "method=ce,kd,fitnets,at,crd,tofd,mhkd,dih"
+    configs = configs_for(["dataset=cifar100", "teacher=res20,res14", "student=res8", methods, "seed=30,50"])
+    takd = ["teacher=res20", "method=takd", "method.assistant=res14", "seed=30,50"]
+    configs += configs_for(["dataset=cifar100", *takd])
+    assert len(configs) == 2 * 8 * 2 + 2
+    specs = distinct([plan_run(cfg) for cfg in configs])
+    # 2 teachers; linear, MHKD and TOFD heads on each; a FitNets hint per teacher and seed; one assistant
+    # (res14 under res20); caches: 2 teachers (KD, FitNets), 2 DIH cohorts, the assistant's; students: 7
+    # methods x 2 teachers x 2 seeds + TAKD's 2 + CE's 2, shared by both teachers.
+    assert Counter(spec.kind for spec in specs) == {
+        "teacher": 2,
+        "heads": 6,
+        "hint": 4,
+        "assistant": 1,
+        "cohort": 5,
+        "student": 2 + 7 * 2 * 2 + 2,
+    }
+    assert len({s.key for s in specs}) == len(specs)
+
+
+@pytest.mark.slow  # the whole paper grid: about 20 s of composing and planning on 2 cores
 def test_cifar100_grid_plans_each_artifact_once():
     configs = configs_for([str(SWEEPS / "cifar100.yaml")])
     assert len(configs) == 186

@@ -1,7 +1,7 @@
 """A sweep's plan as its Slurm schedule (dih/sweep/schedule.py, dih/sweep/launch.py), without a cluster: every
 missing teacher-side artifact has exactly one job, whose stage cut builds exactly it; every job waits on
-exactly the jobs that build what it reads; stored artifacts get no job;
-the launcher's settings reach submitit."""
+exactly the jobs that build what it reads; stored artifacts get no job (on a small grid with every role, and
+on the paper's CIFAR-100 grid in the slow tier); the launcher's settings reach submitit (where srun is)."""
 
 import shutil
 from pathlib import Path
@@ -17,14 +17,36 @@ from dih.sweep.launch import ordered_runs, slurm_executor
 from dih.sweep.schedule import arrays, phases, schedule
 
 GPU_LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"]
+METHODS = ["ce", "kd", "fitnets", "at", "crd", "tofd", "mhkd", "dih"]
+# Every role of the paper grid (teacher, heads, hint, assistant, cohort, run) on two teachers and two seeds:
+# the fast tier's schedule; the paper grid itself (186 runs, 7 teachers) is the slow tier's.
+SMALL = {
+    "name": "small",
+    "overrides": ["dataset=cifar100"],
+    "grids": [
+        {"teacher": ["res20", "res14"], "student": ["res8"], "method": METHODS, "seed": [30, 50]},
+        {"teacher": ["res20"], "student": ["res8"], "method": ["takd"], "method.assistant": ["res14"],
+         "seed": [30, 50]},
+    ],
+}
+# (runs, teachers) of each grid
+SIZE = {"small": (2 * 8 * 2 + 2, 2), "cifar100": (186, 7)}
 
 
-@pytest.fixture(scope="module")
-def cifar100(tmp_path_factory):
-    """The CIFAR-100 paper grid's runs as a GPU Slurm submission plans them."""
-    sweep_dir = tmp_path_factory.mktemp("multirun") / "cifar100"
-    sweep = load(ROOT / "multirun_sweeps" / "cifar100.yaml")
-    return ordered_runs(sweep, sweep_dir, GPU_LAUNCHER, device="cuda")
+class Runs(list):
+    """A grid's runs as ordered_runs gives them, with the grid's name."""
+
+    name = ""
+
+
+@pytest.fixture(scope="module", params=["small", pytest.param("cifar100", marks=pytest.mark.slow)])
+def cifar100(request, tmp_path_factory):
+    """A CIFAR-100 grid's runs as a GPU Slurm submission plans them: the small one, or the paper's."""
+    sweep_dir = tmp_path_factory.mktemp("multirun") / request.param
+    sweep = SMALL if request.param == "small" else load(ROOT / "multirun_sweeps" / "cifar100.yaml")
+    runs = Runs(ordered_runs(sweep, sweep_dir, GPU_LAUNCHER, device="cuda"))
+    runs.name = request.param
+    return runs
 
 
 def jobs_of(runs, in_store=lambda key: False):
@@ -37,7 +59,8 @@ def test_every_missing_artifact_is_built_once_and_every_job_waits_for_exactly_it
     built = [key for job in jobs for key in job.builds]
     assert len(built) == len(set(built)) and set(built) >= upstream
     builder = {key: i for i, job in enumerate(jobs) for key in job.builds}
-    assert sum(job.role == "run" for job in jobs) == len(cifar100) == 186
+    assert sum(job.role == "run" for job in jobs) == len(cifar100) == SIZE[cifar100.name][0]
+    assert {job.role for job in jobs} == {"teacher", "heads", "hint", "assistant", "cohort", "run"}
     runs = iter(cifar100)
     for i, job in enumerate(jobs):
         if job.role == "run":
@@ -59,7 +82,8 @@ def test_stored_artifacts_get_no_job(cifar100):
     assert all(not j.needs and j.phase == 1 for j in jobs if j.role in ("heads", "hint"))
     everything = {p.spec.key for _, _, planned, _ in cifar100 for p in planned}
     jobs = jobs_of(cifar100, in_store=everything.__contains__)
-    assert [j.role for j in jobs] == ["run"] * 186 and all(not j.builds and not j.needs for j in jobs)
+    assert [j.role for j in jobs] == ["run"] * SIZE[cifar100.name][0]
+    assert all(not j.builds and not j.needs for j in jobs)
 
 
 def test_arrays_share_phase_role_and_dependencies(cifar100):
@@ -69,7 +93,8 @@ def test_arrays_share_phase_role_and_dependencies(cifar100):
     for group in groups:
         assert len({(jobs[i].phase, jobs[i].role, tuple(jobs[i].needs)) for i in group}) == 1
     assert sum(sum(c.values()) for c in phases(jobs)) == len(jobs)
-    assert phases(jobs)[0]["teacher"] == 7  # res14, res20, res110, res18, res34, vgg11, wrn28_2
+    # the paper grid's: res14, res20, res110, res18, res34, vgg11, wrn28_2
+    assert phases(jobs)[0]["teacher"] == SIZE[cifar100.name][1]
 
 
 def test_auto_device_is_pinned_to_the_jobs_device(cifar100, tmp_path):

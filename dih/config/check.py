@@ -15,6 +15,8 @@ conf/ stays the only place defaults are written.
 Table syntax: a section is a dict of key -> rule (dih/config/rules.py) or nested section; a key ending in
 ``?`` may be absent; ``ByName`` picks the section by the node's ``name``. The method's loss settings are
 not written here: each loss class declares its own (``settings``, dih/losses/base.py).
+Nothing here imports torch: the loss section, whose rules come from the loss classes, is checked after
+every other setting, so a bad setting elsewhere is answered without loading torch.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from dih.config.groups import group_options
 from dih.config.rules import (
     AUTO_OR_BOOL,
     COUNT,
@@ -54,16 +57,15 @@ def unknown_key_at(key: str, where: str, known: Iterable) -> UserError:
     )
 
 
-def _models():
-    from dih.models import MODEL_NAMES
+# The kinds of mounted heads (dih.models.HEAD_KINDS, tests/test_config_check.py holds them equal), written
+# here so that checking a setting imports no torch.
+HEAD_KINDS = ("linear", "mhkd", "tofd")
 
-    return MODEL_NAMES
 
-
-def _head_kinds():
-    from dih.models import HEAD_KINDS
-
-    return sorted(HEAD_KINDS)
+def _models() -> tuple[str, ...]:
+    """The zoo's model names, as conf/teacher's options (equal to dih.models.MODEL_NAMES, a test holds it):
+    asked of Hydra, which is loaded anyway, rather than of the zoo, which loads torch."""
+    return group_options("teacher")
 
 
 class TrainPerClass(Rule):
@@ -145,7 +147,7 @@ SCHEMA: dict = {
     "method": {
         "name": Text(),
         "stages": ListOf(Choice(list(METHOD_STAGES)), nonempty=True),
-        "heads?": Choice(_head_kinds, kind="kind of heads"),
+        "heads?": Choice(HEAD_KINDS, kind="kind of heads"),
         "assistant?": MODEL,
         "hint?": {"hint": Text(), "guided": Text()},
         "batch_size?": COUNT,

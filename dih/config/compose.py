@@ -5,12 +5,13 @@
 ``UserError`` of one sentence for anything wrong: a group option Hydra does not know (its plugins'
 included), an unknown key, an override that does not parse, a value the schema refuses.
 
-Speed (a 186-run grid is checked in a few seconds): Hydra is initialised once per process, and composing
-is split the way Hydra splits it. The overrides that choose config group options make the defaults list,
-which is composed by Hydra's own defaults-list and merge code, once per distinct set of choices and kept
-(without Hydra's own groups, which the job never sees; ``_job``); the other overrides are applied to a
-copy with Hydra's own ``_apply_overrides_to_config``, as Hydra applies them after composing. ``hydra.*``
-settings are checked on Hydra's whole composition (``_full``), also kept per set of ``hydra/`` choices.
+Speed (a 186-run grid is checked in a few seconds): Hydra is initialised once per process
+(dih/config/groups.py), and composing is split the way Hydra splits it. The overrides that choose config
+group options make the defaults list, which is composed by Hydra's own defaults-list and merge code, once
+per distinct set of choices and kept (without Hydra's own groups, which the job never sees; ``_job``); the
+other overrides are applied to a copy with Hydra's own ``_apply_overrides_to_config``, as Hydra applies them
+after composing. ``hydra.*`` settings are checked on Hydra's whole composition (``_full``), also kept per set
+of ``hydra/`` choices. Nothing here imports torch: a bad setting is answered in about a second.
 """
 
 from __future__ import annotations
@@ -25,31 +26,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dih.config.check import unknown_key_at, validate, validate_launcher
+from dih.config.groups import CONFIG_NAME, group_options
+from dih.config.groups import hydra as _hydra
 from dih.errors import UserError, unknown_name
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
-CONFIG_NAME = "config"
-JOB_NAME = "run"  # what @hydra.main names run.py's job
-
-
-@cache
-def _hydra():
-    """One Hydra instance on conf/, created once. The global Hydra state is restored right after, so
-    ``@hydra.main`` can still start in the same process."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=JOB_NAME):
-        return GlobalHydra.instance().hydra
-
-
-@cache
-def group_options(group: str) -> tuple[str, ...]:
-    """The options Hydra knows for a config group (conf/ and the installed plugins' ConfigStore).
-
-    Asked of the loader's repository itself: the loader's own get_group_options copies the whole
-    repository on every call (about 20 ms)."""
-    return tuple(_hydra().config_loader.repository.get_group_options(group))
 
 
 def _parse(overrides: list[str], *, with_loader: bool = False) -> list:
@@ -251,18 +230,14 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
 def check_multirun(
     overrides: list[str], then: Callable[[DictConfig], object] | None = None
 ) -> list[list[str]]:
-    """Every run of the multirun composed and validated (and handed to ``then``, which may refuse it too);
-    the first bad one's UserError names the run."""
+    """Every run of the multirun composed and validated, then each handed to ``then`` (which may refuse it
+    too, and may import torch: it is called only once every run passed); the first bad one's UserError
+    names the run."""
     runs = expand_sweep(overrides)
-    for run in runs:
-        try:
-            cfg = compose_run(run)
-            if then is not None:
-                then(cfg)
-        except UserError as exc:
-            if len(runs) == 1:
-                raise
-            raise UserError(f"{str(exc).rstrip('.')} (in the run {' '.join(run)}).") from None
+    configs = [_naming(run, len(runs), compose_run, run) for run in runs]
+    if then is not None:
+        for run, cfg in zip(runs, configs):
+            _naming(run, len(runs), then, cfg)
     return runs
 
 
@@ -281,3 +256,13 @@ def output_dir(overrides: list[str], *, multirun: bool = False) -> Path | None:
         return Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
     except OmegaConfBaseException:
         return None
+
+
+def _naming(run: list[str], of: int, step: Callable, arg):
+    """``step(arg)``, its UserError naming the run when the multirun has more than one."""
+    try:
+        return step(arg)
+    except UserError as exc:
+        if of == 1:
+            raise
+        raise UserError(f"{str(exc).rstrip('.')} (in the run {' '.join(run)}).") from None

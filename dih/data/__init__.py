@@ -1,17 +1,21 @@
-"""Data sets as in-memory uint8 tensors, the fixed validation split, and the on-device augmenting loader."""
+"""Data sets as in-memory uint8 tensors, the fixed validation split, and the on-device augmenting loader.
+
+Importing the package loads no torch (its submodules import it where they load or split data): the config
+check asks it for the data sets' fixed class sizes (``check_train_per_class``) before torch is needed."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dih.data.images import NORMALIZATION, ImageData
 from dih.data.split import check_split, stratified_split, subset_split, too_many_per_class
 from dih.errors import UserError, unknown_name
+
+if TYPE_CHECKING:
+    import torch
 
 DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "folder", "synthetic")
 _ROOT_IN_IDENTITY = ("folder", "tiny_imagenet")  # where the files live is part of what the data is

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported where it computes: the config check imports this package
+    import torch
 
 # Per-channel normalisation constants of SPEC section 1 (mean, std), for the data sets that fix them.
 NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -39,6 +41,8 @@ class ImageData:
 
 def channel_stats(images_u8: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std (on the 0..1 scale) of uint8 NCHW images, in chunks to bound memory."""
+    import torch
+
     if images_u8.shape[0] == 0:
         raise ValueError("cannot compute channel statistics of an empty image set")
     c = images_u8.shape[1]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from dih.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where a split is made: the config check imports this package
+    import torch
 
 
 def stratified_split(labels, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -14,6 +18,8 @@ def stratified_split(labels, fraction: float, seed: int) -> tuple[torch.Tensor, 
     The choice depends only on the labels, `fraction` and `seed` (never the run's seed), so every method
     and seed sees the same split. Both index tensors are sorted int64.
     """
+    import torch
+
     if not 0.0 <= float(fraction) < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
     labels_np = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
@@ -52,6 +58,8 @@ def subset_split(
     n_c) validate (as many as the full-data split holds out), the rest go unused. A class too small for
     both is refused with the largest `per_class` that fits.
     """
+    import torch
+
     labels_np = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
     classes = np.unique(labels_np)
     sizes = {int(c): int((labels_np == c).sum()) for c in classes}
@@ -85,6 +93,8 @@ def check_split(
     synthetic train_size is below num_classes) or, with val_fraction above 0, no validation image at all
     (round(fraction * n) is 0 in every class, and best-val selection would silently have nothing).
     ``more_images``: how this data set gets more images, or None where it cannot."""
+    import torch
+
     count = len(class_names)
     sizes = torch.bincount(labels, minlength=count)
     trained = torch.bincount(labels[train_idx], minlength=count)

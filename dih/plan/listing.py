@@ -6,23 +6,27 @@ training anything.
     python -m dih.plan multirun_sweeps/cifar100.yaml [overrides]     # of a whole sweep
 
 Each artifact is listed once with its kind, key, the artifacts it reads, whether the store has it, and a
-rough cost.
+rough cost. Every run is composed and validated before the planner, the store and torch are imported, so a
+bad setting is answered in about a second.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
 from dih.data import train_split_size
-from dih.device import planned_device_type
 from dih.errors import command
-from dih.plan.chain import Planned, plan_run
-from dih.stages.specs import CohortSpec, Spec
-from dih.store.artifacts import ArtifactStore
-from dih.teacher_side import cohort_cache
+
+if TYPE_CHECKING:
+    from dih.plan.chain import Planned
+    from dih.stages.specs import Spec
+    from dih.store.artifacts import ArtifactStore
 
 
 def distinct(plans: list[list[Planned]]) -> list[Spec]:
@@ -37,6 +41,9 @@ def distinct(plans: list[list[Planned]]) -> list[Spec]:
 def cost(spec: Spec) -> tuple[str, int | None]:
     """A rough cost: epochs x training images for a trained stage, variants x images (teacher-side
     forwards) for a cohort cache; the total in image passes, None where the data set's size is unknown."""
+    from dih.stages.specs import CohortSpec
+    from dih.teacher_side import cohort_cache
+
     images = train_split_size(spec.data)
     if isinstance(spec, CohortSpec):
         times = cohort_cache.num_variants(spec.pad)
@@ -93,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per artifact instead of a table")
     ns, extra = parser.parse_known_args(argv)
     configs = configs_for([*ns.args, *extra])
+    from dih.device import planned_device_type
+    from dih.plan.chain import plan_run
+    from dih.store.artifacts import ArtifactStore
+
     plans = [plan_run(cfg) for cfg in configs]
     roots = {str(cfg.artifacts.root) for cfg in configs}
     store = ArtifactStore(Path(configs[0].artifacts.root))

@@ -19,10 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dih.config.compose import launcher_config
+from dih.config.compose import compose_run, launcher_config
 from dih.config.sweep_file import expand, load, size
 from dih.errors import UserError, command
-from dih.store import atomic
 
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
 
@@ -44,6 +43,8 @@ def claim(sweep: dict, sweep_dir: Path, extra: list[str], path: Path) -> None:
             f"{sweep_dir} holds the runs of another sweep named '{sweep['name']}' (defined in {target}, "
             f"with other grids, overrides or settings); give {path} another name: or use another --root."
         )
+    from dih.store import atomic  # torch, loaded only once every run passed its check
+
     atomic.write_json(target, record)
 
 
@@ -92,26 +93,43 @@ SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmL
 def ordered_runs(
     sweep: dict, sweep_dir: Path, extra: list[str], device: str
 ) -> list[tuple[list[str], Path, object]]:
-    """Every run of the sweep as ``(overrides, run directory, plan)``, composed and planned here (a bad
-    one stops everything, naming the run). The run directories are those Hydra's multirun would make;
-    ``device=auto`` is pinned to the jobs' device, since the plan's keys (bf16 auto) depend on it."""
-    from dih.config.compose import compose_run
+    """Every run of the sweep as ``(overrides, run directory, plan, config)``, composed and validated, then
+    planned here (a bad one stops everything, naming the run; torch is imported only once all passed). The
+    run directories are those Hydra's multirun would make; ``device=auto`` is pinned to the jobs' device,
+    since the plan's keys (bf16 auto) depend on it."""
+    job_extra = _job_extra(extra)
+    composed = []
+    for g, num, overrides in expand(sweep, job_extra):
+        cfg = _naming(overrides, compose_run, overrides)
+        if cfg.device == "auto":
+            overrides.append(f"device={device}")
+            cfg = _naming(overrides, compose_run, overrides)
+        name = f"{num}_{cfg.method.name}_{cfg.teacher.name}_{cfg.student.name}_s{cfg.seed}"
+        composed.append((overrides, sweep_dir / f"grid{g}" / name, cfg))
     from dih.plan.chain import plan_run
 
-    job_extra = [e for e in extra if not e.startswith(("hydra/launcher=", "hydra.launcher."))]
-    runs = []
-    for g, num, overrides in expand(sweep, job_extra):
-        try:
-            cfg = compose_run(overrides)
-            if cfg.device == "auto":
-                overrides.append(f"device={device}")
-                cfg = compose_run(overrides)
-            planned = plan_run(cfg)
-        except UserError as exc:
-            raise UserError(f"{str(exc).rstrip('.')} (in the run {' '.join(overrides)}).") from None
-        name = f"{num}_{cfg.method.name}_{cfg.teacher.name}_{cfg.student.name}_s{cfg.seed}"
-        runs.append((overrides, sweep_dir / f"grid{g}" / name, planned, cfg))
-    return runs
+    return [(o, d, _naming(o, plan_run, cfg), cfg) for o, d, cfg in composed]
+
+
+def _job_extra(extra: list[str]) -> list[str]:
+    """The extra overrides a job sees: the launcher's settings are the submission's, not the run's."""
+    return [e for e in extra if not e.startswith(("hydra/launcher=", "hydra.launcher."))]
+
+
+def _naming(overrides: list[str], step, arg):
+    """``step(arg)``, its UserError naming the run."""
+    try:
+        return step(arg)
+    except UserError as exc:
+        raise UserError(f"{str(exc).rstrip('.')} (in the run {' '.join(overrides)}).") from None
+
+
+def check_runs(sweep: dict, extra: list[str]) -> None:
+    """Every run of the sweep composed and validated before anything starts (a bad one stops the sweep,
+    naming the run), as its multiruns will check them again; no torch is imported."""
+    job_extra = _job_extra(extra)
+    for run in expand(sweep, job_extra):
+        _naming(run.overrides, compose_run, run.overrides)
 
 
 def asks_for_gpus(launcher: dict) -> bool:
@@ -158,11 +176,11 @@ def submit_ordered(
 ) -> int:
     """Submit the sweep in dependency order: the teacher-side artifacts the store lacks first, then every
     run, each job with ``afterok`` on exactly the jobs that build what it reads. Returns at once."""
-    from dih.store.artifacts import ArtifactStore
-    from dih.sweep.schedule import arrays, phases, schedule
-
     sweep_dir = root / sweep["name"]
     runs = ordered_runs(sweep, sweep_dir, extra, "cuda" if asks_for_gpus(launcher) else "cpu")
+    from dih.store.artifacts import ArtifactStore  # after the runs passed: it loads torch
+    from dih.sweep.schedule import arrays, phases, schedule
+
     store = ArtifactStore(Path(runs[0][3].artifacts.root))
     upstream = {p.spec.key for _, _, planned, _ in runs for p in planned[:-1]}
     jobs = schedule(
@@ -212,6 +230,8 @@ def submit_ordered(
         }
         for i, job in enumerate(jobs)
     ]
+    from dih.store import atomic
+
     atomic.write_json(sweep_dir / "schedule.json", record)
     print(f"submitted {len(jobs)} jobs; the schedule is in {sweep_dir / 'schedule.json'}")
     print(f"follow them with: squeue --me; the results so far: python -m dih.report {sweep_dir}")
@@ -232,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     launcher = launcher_config([*sweep.get("overrides", []), *extra], root / sweep["name"])
     if launcher.get("_target_") == SLURM_LAUNCHER:
         return submit_ordered(sweep, root, extra, launcher, args.dry_run, Path(args.sweep))
+    check_runs(sweep, extra)
     cmds = commands(sweep, root, extra)
     print(f"sweep {sweep['name']}: {size(sweep)} runs in {len(cmds)} grids under {root / sweep['name']}")
     if args.dry_run:

@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dih.config.compose import CONF
+from dih.config.groups import CONF
 from dih.data.loader import DeviceLoader
 from dih.data.synthetic import make_synthetic
 from dih.device import has_native_bf16, resolve_device

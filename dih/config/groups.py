@@ -1,0 +1,32 @@
+"""Hydra on conf/, initialised once per process, and the options of its config groups: what compose builds
+on and what the schema takes its model names from (conf/teacher's options are the model zoo's names, a test
+holds it), so checking a setting needs no torch."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+CONFIG_NAME = "config"
+JOB_NAME = "run"  # what @hydra.main names run.py's job
+
+
+@cache
+def hydra():
+    """One Hydra instance on conf/, created once. The global Hydra state is restored right after, so
+    ``@hydra.main`` can still start in the same process."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=JOB_NAME):
+        return GlobalHydra.instance().hydra
+
+
+@cache
+def group_options(group: str) -> tuple[str, ...]:
+    """The options Hydra knows for a config group (conf/ and the installed plugins' ConfigStore).
+
+    Asked of the loader's repository itself: the loader's own get_group_options copies the whole
+    repository on every call (about 20 ms)."""
+    return tuple(hydra().config_loader.repository.get_group_options(group))
