@@ -13,6 +13,7 @@ import pytest
 
 from dih.config.check import HEAD_KINDS, validate
 from dih.config.compose import compose_run, group_options
+from dih.config.groups import model_names
 from dih.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def test_a_bad_setting_gets_its_sentence_and_exit_2(answers, bad, sentence):
 def test_model_names_from_the_config_groups_are_the_zoos():
     from dih.models import MODEL_NAMES
 
-    assert group_options("teacher") == group_options("student") == tuple(MODEL_NAMES)
+    assert model_names() == group_options("teacher") == group_options("student") == tuple(MODEL_NAMES)
 
 
 def test_head_kinds_of_the_schema_are_the_registrys():

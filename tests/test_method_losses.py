@@ -12,10 +12,10 @@ from conftest import ROOT
 from dih.config import compose
 from dih.config.check import LOSSES as LOSS_TABLE
 from dih.config.check import validate
-from dih.config.rules import POSITIVE, WEIGHT, Text
 from dih.errors import UserError
 from dih.losses import LOSSES, HeadsLoss, HintLoss, MethodLoss, Needs, loss_class
 from dih.plan.chain import plan_run
+from dih.rules import POSITIVE, WEIGHT, Text
 
 METHODS = compose.group_options("method")
 

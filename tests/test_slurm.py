@@ -160,7 +160,7 @@ def submit_sweep(tmp_path, *overrides: str, dry_run: bool = False) -> subprocess
         [
             sys.executable,
             "-m",
-            "dih.sweep.launch",
+            "dih.sweep",
             str(ROOT / "multirun_sweeps" / "laptop.yaml"),
             "--root",
             str(tmp_path / "multirun"),

@@ -45,7 +45,7 @@ def test_laptop_sweep_runs_and_reports(tmp_path):
         [
             sys.executable,
             "-m",
-            "dih.sweep.launch",
+            "dih.sweep",
             str(SWEEPS / "laptop.yaml"),
             "--root",
             str(tmp_path / "multirun"),

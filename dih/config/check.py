@@ -12,7 +12,7 @@ without one dataclass per option wired into every defaults list; they check type
 failures are multi-line OmegaConf errors. One table keeps each rule beside its key, and the YAML under
 conf/ stays the only place defaults are written.
 
-Table syntax: a section is a dict of key -> rule (dih/config/rules.py) or nested section; a key ending in
+Table syntax: a section is a dict of key -> rule (dih/rules.py) or nested section; a key ending in
 ``?`` may be absent; ``ByName`` picks the section by the node's ``name``. The method's loss settings are
 not written here: each loss class declares its own (``settings``, dih/losses/base.py).
 Nothing here imports torch: the loss section, whose rules come from the loss classes, is checked after
@@ -25,8 +25,10 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dih.config.groups import group_options
-from dih.config.rules import (
+from dih.config.groups import model_names
+from dih.config.stage_names import METHOD_STAGES, UNTIL
+from dih.errors import UserError
+from dih.rules import (
     AUTO_OR_BOOL,
     COUNT,
     NON_NEGATIVE,
@@ -46,8 +48,6 @@ from dih.config.rules import (
     Text,
     show,
 )
-from dih.config.stage_names import METHOD_STAGES, UNTIL
-from dih.errors import UserError
 
 
 def unknown_key_at(key: str, where: str, known: Iterable) -> UserError:
@@ -63,9 +63,9 @@ HEAD_KINDS = ("linear", "mhkd", "tofd")
 
 
 def _models() -> tuple[str, ...]:
-    """The zoo's model names, as conf/teacher's options (equal to dih.models.MODEL_NAMES, a test holds it):
-    asked of Hydra, which is loaded anyway, rather than of the zoo, which loads torch."""
-    return group_options("teacher")
+    """The zoo's model names, as conf/teacher/ holds them (equal to dih.models.MODEL_NAMES, a test holds it),
+    rather than asked of the zoo, which loads torch."""
+    return model_names()
 
 
 class TrainPerClass(Rule):

@@ -30,3 +30,10 @@ def group_options(group: str) -> tuple[str, ...]:
     Asked of the loader's repository itself: the loader's own get_group_options copies the whole
     repository on every call (about 20 ms)."""
     return tuple(hydra().config_loader.repository.get_group_options(group))
+
+
+@cache
+def model_names() -> tuple[str, ...]:
+    """The zoo's model names as conf/teacher/ holds them, read from the files rather than asked of Hydra:
+    the schema is also checked inside a running Hydra job, where a second Hydra instance cannot start."""
+    return tuple(sorted(path.stem for path in (CONF / "teacher").glob("*.yaml")))

@@ -10,11 +10,11 @@ larger is average-pooled to the smaller's.
 import torch.nn.functional as F
 from torch import Tensor
 
-from dih.config.rules import NON_NEGATIVE, POSITIVE
 from dih.errors import UserError
 from dih.losses.base import MethodLoss, Needs
 from dih.losses.context import LossContext
 from dih.losses.pairing import as_float, match_spatial, pair_stages
+from dih.rules import NON_NEGATIVE, POSITIVE
 
 
 def attention_map(f: Tensor, p: float = 2) -> Tensor:

@@ -4,7 +4,7 @@
 - ``needs``: what it reads from the teacher side (``Needs``): nothing, the logits only (then the cohort
   cache can serve it) or the teacher's features (then the teacher runs live);
 - ``version``: bumped when what the loss computes changes (docs/versions.md), part of every key it trains;
-- ``settings``: the rule (dih/config/rules.py) of each of its config keys, exactly its constructor's keyword
+- ``settings``: the rule (dih/rules.py) of each of its config keys, exactly its constructor's keyword
   parameters but ``context``.
 
 A class that leaves one out, or whose settings are not its parameters, is refused when its module loads
@@ -17,7 +17,7 @@ import inspect
 
 from torch import nn
 
-from dih.config.rules import Rule
+from dih.rules import Rule
 
 DECLARED = ("name", "needs", "version", "settings")
 
@@ -61,7 +61,7 @@ def _declaration_problem(cls: type) -> str:
     if isinstance(cls.version, bool) or not isinstance(cls.version, int) or cls.version < 1:
         return f"has version {cls.version!r}; it must be an integer >= 1"
     if not isinstance(cls.settings, dict) or not all(isinstance(r, Rule) for r in cls.settings.values()):
-        return "has settings that are not a dict of config key -> rule (dih/config/rules.py)"
+        return "has settings that are not a dict of config key -> rule (dih/rules.py)"
     params = keyword_parameters(cls)
     if set(cls.settings) != params:
         return (

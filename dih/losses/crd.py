@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dih.config.rules import COUNT, NON_NEGATIVE, POSITIVE, WEIGHT, Number
 from dih.errors import UserError
 from dih.losses.base import MethodLoss, Needs
 from dih.losses.context import LossContext
 from dih.losses.kd import soft_kl
+from dih.rules import COUNT, NON_NEGATIVE, POSITIVE, WEIGHT, Number
 
 EPS = 1e-7  # RepDistiller's guard in the NCE ratios
 

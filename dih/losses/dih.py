@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from dih.config.rules import POSITIVE, WEIGHT, AnyOf, Choice, ListOf, NotAllZero
 from dih.errors import UserError
 from dih.losses.base import MethodLoss, Needs
 from dih.losses.kd import soft_kl
+from dih.rules import POSITIVE, WEIGHT, AnyOf, Choice, ListOf, NotAllZero
 
 
 class DIHLoss(MethodLoss):

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dih.config.rules import COUNT, NON_NEGATIVE, POSITIVE
 from dih.losses.base import MethodLoss, Needs
+from dih.rules import COUNT, NON_NEGATIVE, POSITIVE
 
 
 def binary_kl(p_teacher: Tensor, p_student: Tensor, gt: Tensor) -> Tensor:

@@ -3,8 +3,8 @@
 import torch.nn.functional as F
 from torch import Tensor
 
-from dih.config.rules import POSITIVE, WEIGHT
 from dih.losses.base import MethodLoss, Needs
+from dih.rules import POSITIVE, WEIGHT
 
 
 def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:

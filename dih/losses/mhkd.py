@@ -10,13 +10,13 @@ shallowest up (``pair_stages``), as the script zips its dictionaries of heads.
 import torch.nn.functional as F
 from torch import Tensor
 
-from dih.config.rules import NON_NEGATIVE, POSITIVE, WEIGHT
 from dih.errors import UserError
 from dih.losses.base import MethodLoss, Needs
 from dih.losses.context import LossContext
 from dih.losses.kd import soft_kl
 from dih.losses.pairing import pair_stages
 from dih.models.mhkd_heads import MHKDHeads
+from dih.rules import NON_NEGATIVE, POSITIVE, WEIGHT
 
 
 class MHKDLoss(MethodLoss):

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dih.config.rules import NON_NEGATIVE
 from dih.errors import UserError
 from dih.losses.base import MethodLoss, Needs
 from dih.losses.context import LossContext
 from dih.losses.pairing import pair_stages
 from dih.models.tofd_aux import TOFDAuxHeads
+from dih.rules import NON_NEGATIVE
 
 
 def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
