@@ -43,6 +43,7 @@ from dih.models import LinearHeads, build_model, heads_class
 from dih.models.heads import HeadsOnFrozen
 from dih.teacher_side import cohort_cache
 from dih.teacher_side.cache_policy import PAD
+from dih.teacher_side.measure import TeacherSideSpeed, stage_batches, teacher_side_speed
 from dih.teacher_side.precision import bf16_checked
 from dih.teacher_side.side import Speed, TeacherSide
 from dih.tools import bench_cache
@@ -52,7 +53,6 @@ from dih.tools.bench_loops import (
     Step,
     cycle,
     device_loader_loop,
-    forward_loop,
     measure,
     plain_ce_loop,
     reference_heads_loop,
@@ -63,10 +63,15 @@ from dih.tools.bench_loops import (
 from dih.train.determinism import apply_determinism
 from dih.train.engine import Task
 
-FULL = dict(teacher="res110", student="res8", batch_size=64, classes=100, images=2048, cache_images=None,
-            build_images=16, train_size=45000, epochs=200, seconds=3.0, repeats=5, warmup=2)  # fmt: skip
+# The batches a run uses by default (conf/trainer/default.yaml): a training step's, and the evaluation batch
+# a cohort cache build runs the teacher side at (dih/stages/cohort.py).
+TRAINER = OmegaConf.load(CONF / "trainer" / "default.yaml")
+FULL = dict(teacher="res110", student="res8", batch_size=TRAINER.batch_size, classes=100, images=2048,
+            cache_images=None, build_images=16, build_batch_size=TRAINER.eval_batch_size, train_size=45000,
+            epochs=200, seconds=3.0, repeats=5, warmup=3)  # fmt: skip
 QUICK = dict(teacher="res8", student="res8", batch_size=16, classes=10, images=64, cache_images=256,
-             build_images=2, train_size=64, epochs=200, seconds=0.05, repeats=1, warmup=1)  # fmt: skip
+             build_images=2, build_batch_size=32, train_size=64, epochs=200, seconds=0.05, repeats=1,
+             warmup=1)  # fmt: skip
 # The two reference loops of the heads and student stages.
 SEED, PLAIN = (
     "seed-style: DataLoader, autograd through teacher, heads x2",
@@ -108,6 +113,7 @@ class Bench:
         self.teacher = calibrated(self.model(args.teacher), next(self.loader(256).epoch(1)).images)
         self.heads = LinearHeads.for_model(self.teacher, args.classes)
         self.student = self.model(args.student)
+        self.precision: TeacherSideSpeed | None = None  # the teacher side's speeds, once forward_rows ran
 
     def model(self, name: str) -> nn.Module:
         return build_model(name, self.args.classes).to(self.device)
@@ -151,23 +157,27 @@ def teacher_rows(b: Bench) -> list[Row]:
 
 
 def forward_rows(b: Bench) -> list[Row]:
-    """The frozen teacher side's forward alone (teacher and DIH heads, one training batch): as it runs (batch
-    norm folded; bf16 as a converted copy) beside the unfolded model in fp32 and under bf16 autocast."""
-    images, plain = next(b.loader().epoch(1)).images, dataclasses.replace(b.fp32, fold=False)
-    autocast = b.side(plain)
+    """The frozen teacher side's forward alone (teacher and DIH heads, as it runs: batch norm folded, bf16
+    as a converted copy) in float32 and in bf16, at a live step's batch and at a cache build's: the same
+    measurement as ``python -m dih.precision_check`` (dih/teacher_side/measure.py), kept on
+    ``b.precision``."""
+    a = b.args
+    images = next(b.loader(a.build_batch_size).epoch(1)).images
+    batches = stage_batches(a.batch_size, a.build_batch_size)
+    b.precision = teacher_side_speed(
+        b.teacher, b.heads, images, batches, deterministic=a.deterministic,
+        channels_last=b.fp32.channels_last, seconds=a.seconds, repeats=a.repeats, warmup=a.warmup,
+    )  # fmt: skip
+    return precision_rows(b.precision, a.teacher, b.bf16_name)
 
-    def under_autocast(x: torch.Tensor):
-        with torch.autocast(b.device.type, dtype=torch.bfloat16):
-            return autocast(x)
 
-    loops = {
-        "unfolded, fp32": forward_loop(b.side(plain), images),
-        "folded, fp32 (what runs)": forward_loop(b.side(b.fp32), images),
-        f"unfolded, {b.bf16_name} autocast": forward_loop(under_autocast, images),
-        f"folded, {b.bf16_name} copy (what runs)": forward_loop(b.side(b.bf16), images),
-    }
-    stage, ref = f"teacher side forward ({b.args.teacher} + heads)", "unfolded, fp32"
-    return [Row(stage, loop, rate, ref, ref) for loop, rate in b.timed(loops).items()]
+def precision_rows(speed: TeacherSideSpeed, teacher: str, bf16_name: str = "bf16") -> list[Row]:
+    """One stage per use (live step, cache build), its fp32 and bf16 rows, each ratio over fp32."""
+    rows = []
+    for u in speed.uses:
+        stage, ref = f"teacher side forward ({teacher} + heads), {u.use}, batch {u.batch_size}", "fp32"
+        rows += [Row(stage, ref, u.fp32, ref, ref), Row(stage, f"{bf16_name} copy", u.bf16, ref, ref)]
+    return rows
 
 
 def heads_rows(b: Bench) -> list[Row]:
@@ -185,7 +195,9 @@ def student_rows(b: Bench, cache_dir: Path) -> list[Row]:
     """The DIH student: live teacher side in fp32 and bf16, and from a cohort cache of a real one's size."""
     a, n = b.args, b.args.cache_images or bench_cache.default_images(b.device)
     d, build_n = b.data, min(a.build_images, a.images)
-    build_rate = bench_cache.timed_build(b.side(b.auto), d.train_images[:build_n], d.mean, d.std, cache_dir)
+    build_rate = bench_cache.timed_build(
+        b.side(b.auto), d.train_images[:build_n], d.mean, d.std, cache_dir, a.build_batch_size
+    )
     cache = bench_cache.stand_in_cache(cache_dir, n, len(b.heads) + 1, a.classes, b.device)
     ceiling = Task(*b.copies(b.student), CELoss())
     loops = {
@@ -291,6 +303,7 @@ OPTIONS = (  # (flag, type, help); the default comes from FULL, or from QUICK wi
         "images of the cache the cached row reads (default 45,000 on CUDA, 8,192 on a CPU)",
     ),
     ("--build-images", int, "images of the real cache build that is timed"),
+    ("--build-batch-size", int, "the teacher side's batch in a cohort cache build (trainer.eval_batch_size)"),
     ("--train-size", int, "training images: rows of CRD's memory banks, and of one student stage's epoch"),
     ("--epochs", int, "epochs of one student stage, for the runs per device-hour"),
     ("--seconds", float, "length of one timing window"),
@@ -330,7 +343,8 @@ def environment(args: argparse.Namespace, argv: list[str] | None, device: torch.
     return (
         f"- torch {torch.__version__}, python {platform.python_version()}, {torch.get_num_threads()} "
         f"threads, device {device}{gpu}, CPU {cpu} ({os.cpu_count()} cores)\n- command: `{command}`\n"
-        f"- batch {args.batch_size}, {args.classes} classes, {args.images} synthetic 3x32x32 images; best of "
+        f"- batch {args.batch_size} (a cache build's: {args.build_batch_size}), {args.classes} classes, "
+        f"{args.images} synthetic 3x32x32 images; best of "
         f"{args.repeats} windows of {args.seconds:g} s per loop, the loops of a stage taking turns\n"
     )
 
@@ -351,7 +365,8 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines) + (
         "\n\nRatios divide by a loop of the same stage, measured in the same run. Loader: the seed-style "
         "reference is the DataLoader with 0 workers, the careful one with 2. Teacher: both are the plain CE "
-        "loop. Teacher side forward: both are the unfolded fp32 forward. The cohort-cache row reads the "
+        "loop. Teacher side forward: both are its fp32 forward at the same batch (the measurement "
+        "`python -m dih.precision_check` makes). The cohort-cache row reads the "
         "logits of exactly the augmentation drawn; the build row counts teacher-side forwards (images x "
         "variants) per second, paid once per cohort.\n"
     )

@@ -47,14 +47,14 @@ def stand_in_cache(root: Path, images: int, cohort: int, classes: int, device: t
     return CohortCache(artifact, device)
 
 
-def timed_build(side: TeacherSide, images_u8: torch.Tensor, mean, std, root: Path) -> float:
+def timed_build(side: TeacherSide, images_u8: torch.Tensor, mean, std, root: Path, batch_size: int) -> float:
     """Build a real cache of ``images_u8`` with ``side`` into ``root``; teacher-side forwards (images x
-    variants) per second, the device synchronised before the clock stops."""
+    variants) per second at the build's ``batch_size``, the device synchronised before the clock stops."""
     device = next(side.parameters()).device
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     sync()
     started = time.perf_counter()
-    cohort_cache.build(side, images_u8, mean, std, PAD, root / "build", batch_size=512)
+    cohort_cache.build(side, images_u8, mean, std, PAD, root / "build", batch_size=batch_size)
     sync()
     return len(images_u8) * cohort_cache.num_variants(PAD) / (time.perf_counter() - started)
 

@@ -2,7 +2,6 @@
 reference loops a user would write (seed-style and careful plain)."""
 
 import itertools
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -15,9 +14,11 @@ from torchvision import transforms
 
 from dih.data.loader import DeviceLoader
 from dih.models import LinearHeads
-from dih.train.engine import Recipe
 
-Step = Callable[[], int]  # one training (or loading) step; returns how many images it processed
+# The timing helper and the step type are the teacher side measurement's, so every timed row is timed alike.
+from dih.teacher_side.measure import Step  # noqa: F401
+from dih.teacher_side.measure import best_rates as measure  # noqa: F401
+from dih.train.engine import Recipe
 
 
 @dataclass
@@ -27,26 +28,6 @@ class Row:
     rate: float  # images/s
     seed_ref: str | None = None  # the loop of the same stage that the "x seed-style" ratio divides by
     plain_ref: str | None = None  # likewise for "x careful plain"
-
-
-def measure(loops: dict[str, Step], seconds: float, repeats: int, warmup: int, device) -> dict[str, float]:
-    """Best images/s of each loop over ``repeats`` windows of ``seconds``, after ``warmup`` steps each. The
-    loops take turns window by window, so on a shared machine a busy spell spoils windows of several loops
-    rather than every window of one, and the best window of each is a quiet one."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    for step in loops.values():
-        for _ in range(warmup):
-            step()
-    best = dict.fromkeys(loops, 0.0)
-    for _ in range(repeats):
-        for name, step in loops.items():
-            sync()
-            start, images = time.perf_counter(), 0
-            while time.perf_counter() - start < seconds:
-                images += step()
-            sync()
-            best[name] = max(best[name], images / (time.perf_counter() - start))
-    return best
 
 
 def cycle(epochs: Callable[[int], Iterable]) -> Iterator:
