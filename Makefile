@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: smoke test test-fast lint clean-venv
+.PHONY: smoke test test-fast lint clean-venv gpu-prepare gpu-check
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ test: $(VENV)/.installed
 # and the Slurm cluster tests; `make test` (CI) runs everything.
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow and not slurm"
+
+# The project's GPU check (dih/tools/gpu_check.py). gpu-prepare, here and online, fills the ignored .gpu/ with
+# the pure-Python wheels a bare GPU machine lacks and the CIFAR-10 JPEG archive; gpu-check, on the GPU machine
+# from the checkout's root, runs it in one call (under 8 minutes) with that machine's python3 and writes
+# $(OUT)/gpu_check.md.
+OUT ?= gpu_check_out
+gpu-prepare: $(VENV)/.installed
+	$(PY) -m dih.tools.gpu_check prepare
+
+gpu-check:
+	python3 -m dih.tools.gpu_check run --out $(OUT)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check dih tests run.py

@@ -1,0 +1,489 @@
+"""``python -m dih.tools.gpu_check``: the project's own GPU check, in one call, with a Markdown report.
+
+    python -m dih.tools.gpu_check prepare                 # here, online: fills .gpu/ (ignored by git)
+    python -m dih.tools.gpu_check run --out <dir>         # on the GPU machine: <dir>/gpu_check.md
+    python -m dih.tools.gpu_check run --tiny --data <image folder> --out <dir>    # the same on a CPU, tiny
+
+``prepare`` puts into ``.gpu/`` what a bare GPU machine (torch, torchvision, numpy; no internet) lacks: the
+pure-Python dependencies (hydra-core, omegaconf, antlr4, submitit, the launcher plugin, PyYAML) and the
+CIFAR-10 JPEG archive. ``run`` then, from the checkout's root, on real CIFAR-10 as an image folder:
+
+1. the DIH chain (teacher, heads, student) eager, with each stage's images/s;
+2. a student captured (``--capture``, today ``trainer.compile=true``) against the same student eager;
+3. a student killed with SIGKILL after its first epoch and resumed, against one that never stopped, weights
+   compared bit for bit;
+4. ``python -m dih.precision_check`` on the chain's run;
+5. ``python -m dih.bench``;
+6. packing: N CE students as N ``run.py`` processes at once against one alone.
+
+Every step runs in its own process under a deadline guard (``--deadline`` seconds for the whole check): a
+step that cannot get its minimum time is skipped and the report says so; the report is rewritten after each
+step, so a check cut short still leaves one. ``nvidia-smi dmon`` samples SM use where present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
+GPU_DIR = ROOT / ".gpu"  # what prepare fills
+SITE = GPU_DIR / "site"
+ARCHIVE = "cifar10_jpg.tar.gz"
+DATA_ARCHIVE = ROOT.parent / "shared" / "data" / ARCHIVE  # where this project's sessions find it
+# Pure-Python wheels a bare GPU machine lacks (the versions .venv runs); PyYAML is fetched for the GPU
+# machine's Python (``--python-version``), as its wheel carries a compiled part.
+WHEELS = [
+    "hydra-core==1.3.8",
+    "omegaconf==2.3.1",
+    "antlr4-python3-runtime==4.9.3",
+    "hydra-submitit-launcher==1.2.0",
+    "submitit==1.5.4",
+    "cloudpickle",
+]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What the check runs at: the real size on a GPU, or tiny on a CPU (the test suite's)."""
+
+    device: str
+    teacher: str
+    student: str
+    epochs: int  # of every stage (the kill comes after a student's first)
+    per_class: int | None  # training images per class (dataset.train_per_class); None: all
+    batch: list[str]  # extra trainer overrides
+    bench: list[str]  # python -m dih.bench's arguments
+    pack: int  # runs at once in the packing step
+    deadline: int  # seconds for the whole check
+    caps: dict[str, int] = field(default_factory=dict)  # each step's own time limit, seconds
+
+
+GPU = Mode(
+    "cuda", "res110", "res8", 2, 1000, [],
+    ["--seconds", "0.5", "--repeats", "2", "--threads", "8"], 4, 450,
+    dict(chain=150, eager=45, captured=100, whole=45, killed=60, resumed=45, precision=45, bench=110,
+         pack=50),
+)  # fmt: skip
+TINY = Mode(
+    "cpu", "res14", "res8", 3, None, ["trainer.batch_size=16", "trainer.eval_batch_size=64"],
+    ["--quick"], 2, 1500,
+    dict(chain=300, eager=150, captured=300, whole=150, killed=150, resumed=150, precision=150, bench=300,
+         pack=200),
+)  # fmt: skip
+
+
+def env() -> dict[str, str]:
+    """The environment of every step: .gpu/site first where prepare filled it, unbuffered output."""
+    path = [str(SITE)] if SITE.is_dir() else []
+    path += [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p), "PYTHONUNBUFFERED": "1",
+            "WANDB_MODE": "offline"}  # fmt: skip
+
+
+# ---- prepare -----------------------------------------------------------------------------------------------
+
+
+def prepare(python_version: str, archive: Path) -> int:
+    """Fill ``.gpu/``: the wheels and the data archive. Run from a machine with the package registry."""
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(SITE), "--no-deps"]
+    shutil.rmtree(GPU_DIR, ignore_errors=True)
+    SITE.mkdir(parents=True)
+    subprocess.run([*pip, *WHEELS], check=True)
+    subprocess.run([*pip, "--only-binary=:all:", "--python-version", python_version, "--platform",
+                    "manylinux2014_x86_64", "pyyaml==6.0.2"], check=True)  # fmt: skip
+    if not archive.is_file():
+        print(f"No data archive at {archive}; pass --archive.", file=sys.stderr)
+        return 2
+    shutil.copy(archive, GPU_DIR / ARCHIVE)
+    git = ["git", "describe", "--always", "--dirty"]
+    head = subprocess.run(git, cwd=ROOT, capture_output=True, text=True)
+    (GPU_DIR / "commit").write_text(head.stdout.strip() or "unknown")  # the report names what was checked
+    size = sum(f.stat().st_size for f in GPU_DIR.rglob("*") if f.is_file())
+    print(f"{GPU_DIR}: {size / 2**20:.1f} MiB (wheels, {ARCHIVE}); then, on the GPU machine: make gpu-check")
+    return 0
+
+
+# ---- the check ---------------------------------------------------------------------------------------------
+
+
+class Check:
+    """The steps' shared state: the clock, the work directory, the report's sections."""
+
+    def __init__(self, mode: Mode, out: Path, work: Path, data: Path, capture: str):
+        self.mode, self.out, self.work, self.data, self.capture = mode, out, work, data, capture
+        self.started = time.monotonic()
+        self.sections: list[tuple[str, str]] = []
+        self.dmon: subprocess.Popen | None = None
+
+    def left(self) -> float:
+        return self.mode.deadline - (time.monotonic() - self.started)
+
+    def budget(self, step: str, floor: int = 10) -> int | None:
+        """The step's time limit: its cap, or what is left of the deadline; None where that is under
+        ``floor`` seconds (the step is skipped)."""
+        t = min(self.mode.caps.get(step, 60), int(self.left()) - 5)
+        return t if t >= floor else None
+
+    def log(self, text: str) -> None:
+        line = f"[gpu_check +{time.monotonic() - self.started:.0f}s] {text}"
+        print(line, flush=True)
+        with open(self.out / "steps.log", "a") as f:
+            f.write(line + "\n")
+
+    def section(self, title: str, body: str) -> None:
+        self.sections.append((title, body))
+        self.write()
+
+    def write(self) -> None:
+        m = self.mode
+        head = (
+            f"# GPU check\n\n- {platform.node()}, python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, deadline {m.deadline} s, "
+            f"{time.monotonic() - self.started:.0f} s so far\n- device {m.device}, teacher {m.teacher}, "
+            f"student {m.student}, {m.epochs} epochs per stage, "
+            f"{f'{m.per_class} training images per class' if m.per_class else 'every training image'}, "
+            f"data {self.data}\n- capture: `{self.capture}`\n"
+        )
+        body = "".join(f"\n## {title}\n\n{text.rstrip()}\n" for title, text in self.sections)
+        (self.out / "gpu_check.md").write_text(head + body)
+
+    def command(self, name: str, args: list[str], step: str) -> tuple[int | None, str]:
+        """Run ``args`` (a python command line) as step ``step``, output in ``out/<name>.log``; (exit status,
+        output), the status None where the deadline left no time or the step ran past its limit."""
+        limit = self.budget(step)
+        if limit is None:
+            self.log(f"{name}: skipped, {self.left():.0f} s left")
+            return None, "skipped: no time left before the deadline"
+        self.log(f"{name}: {' '.join(args[1:])} (limit {limit} s)")
+        try:
+            p = subprocess.run(args, cwd=self.work, env=env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=limit)  # fmt: skip
+            code, text = p.returncode, p.stdout
+        except subprocess.TimeoutExpired as e:
+            code, text = None, (e.stdout or b"").decode(errors="replace") + f"\n(stopped after {limit} s)"
+        (self.out / f"{name}.log").write_text(text)
+        self.log(f"{name}: exit {code}")
+        return code, text
+
+    def run_py(self, name: str, store: str, step: str, *overrides: str) -> tuple[int | None, str]:
+        return self.command(name, [sys.executable, str(ROOT / "run.py"), *self.overrides(name, store),
+                                   *overrides], step)  # fmt: skip
+
+    def overrides(self, name: str, store: str) -> list[str]:
+        m = self.mode
+        data = [f"dataset.train_per_class={m.per_class}"] if m.per_class else []
+        return [
+            "dataset=folder", f"dataset.root={self.data}", *data, f"device={m.device}",
+            f"teacher={m.teacher}", f"student={m.student}", "method=dih", f"trainer.epochs={m.epochs}",
+            f"trainer.milestones=[{max(1, m.epochs - 1)}]", "trainer.progress=false", *m.batch,
+            f"artifacts.root={self.work / store}", f"hydra.run.dir={self.work / 'runs' / name}",
+        ]  # fmt: skip
+
+    def summary(self, name: str) -> dict | None:
+        path = self.work / "runs" / name / "summary.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+def tail(text: str, lines: int = 6) -> str:
+    return "```\n" + "\n".join(text.strip().splitlines()[-lines:]) + "\n```\n"
+
+
+def stage_lines(c: Check, store: str, run: str) -> list[dict]:
+    """Per stage of a finished run: its key, whether built, last epoch's images/s, seconds, test accuracy."""
+    found = c.summary(run) or {}
+    rows = []
+    for stage, s in found.get("stages", {}).items():
+        metrics = c.work / store / s.get("key", "") / "metrics.jsonl"
+        lines = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.is_file() else []
+        last = lines[-1] if lines else {}
+        rows.append(
+            {"stage": stage, "key": s.get("key"), "reused": s.get("reused"),
+             "images/s": last.get("time/images_per_s"), "first epoch s": (lines[0] if lines else {}).get(
+                 "time/epoch_s"), "last epoch s": last.get("time/epoch_s"), "test acc": last.get("test/acc"),
+             "total s": s.get("time/total_s")}  # fmt: skip
+        )
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    if not rows:
+        return "(nothing to show)\n"
+    cols = list(rows[0])
+    fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else "" if v is None else str(v)  # noqa: E731
+    return "\n".join([f"| {' | '.join(cols)} |", "|" + "---|" * len(cols)]
+                     + [f"| {' | '.join(fmt(r[c]) for c in cols)} |" for r in rows]) + "\n"  # fmt: skip
+
+
+def payload_tensors(path: Path) -> dict:
+    """Every tensor of an artifact's payload, by its path in the payload."""
+    import torch
+
+    found = {}
+
+    def walk(x, name: str) -> None:
+        if isinstance(x, torch.Tensor):
+            found[name] = x
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{name}/{k}")
+        elif isinstance(x, list | tuple):
+            for i, v in enumerate(x):
+                walk(v, f"{name}/{i}")
+
+    walk(torch.load(path, map_location="cpu", weights_only=False), "")
+    return found
+
+
+def compare(a: Path, b: Path) -> str:
+    """Whether two payloads hold the same tensors bit for bit, and the largest difference where not."""
+    import torch
+
+    x, y = payload_tensors(a), payload_tensors(b)
+    if x.keys() != y.keys():
+        return "different tensors (names differ)"
+    same = all(x[k].dtype == y[k].dtype and torch.equal(x[k], y[k]) for k in x)
+    if same:
+        return f"bit-identical ({len(x)} tensors)"
+    diff = max((x[k].double() - y[k].double()).abs().max().item() for k in x if x[k].is_floating_point())
+    return f"NOT bit-identical: largest difference {diff:.3g}"
+
+
+def student_payload(c: Check, store: str, run: str) -> Path | None:
+    key = ((c.summary(run) or {}).get("stages", {}).get("student") or {}).get("key")
+    path = c.work / store / str(key) / "payload.pt"
+    return path if key and path.is_file() else None
+
+
+# ---- the steps ---------------------------------------------------------------------------------------------
+
+
+def chain(c: Check) -> bool:
+    code, text = c.run_py("chain", "store", "chain", "seed=30")
+    if code != 0:
+        failed = f"run.py exited {code}; the other steps need its teacher.\n" + tail(text)
+        c.section("1. The DIH chain, eager", failed)
+        return False
+    c.section("1. The DIH chain, eager", table(stage_lines(c, "store", "chain")))
+    shutil.copytree(c.work / "store", c.work / "store2")  # the same teacher side in a second store
+    return True
+
+
+def captured(c: Check) -> None:
+    c.run_py("eager", "store", "eager", "seed=50")
+    code, text = c.run_py("captured", "store2", "captured", "seed=50", c.capture)
+    rows = [dict(run="eager", **r) for r in stage_lines(c, "store", "eager")]
+    rows += [dict(run="captured", **r) for r in stage_lines(c, "store2", "captured")]
+    rows = [r for r in rows if r["stage"] == "student"]
+    a, b = student_payload(c, "store", "eager"), student_payload(c, "store2", "captured")
+    same = compare(a, b) if a and b else "not compared (a run did not finish)"
+    c.section(
+        "3. Captured vs eager (DIH student, seed 50)",
+        table(rows) + f"\nWeights, captured against eager: {same} (rounding may differ; docs/choices.md).\n"
+        + ("" if code == 0 else tail(text)),
+    )
+
+
+def resume(c: Check) -> None:
+    c.run_py("whole", "store", "whole", "seed=67")
+    limit = c.budget("killed", floor=20)
+    killed = "not run: no time left before the deadline"
+    if limit is not None:
+        killed = kill_after_first_epoch(c, limit)
+    code, text = c.run_py("resumed", "store2", "resumed", "seed=67")
+    a, b = student_payload(c, "store", "whole"), student_payload(c, "store2", "resumed")
+    same = compare(a, b) if a and b else "not compared (a run did not finish)"
+    c.section(
+        "2. Kill -9 and resume (DIH student, seed 67)",
+        f"- killed run: {killed}\n- resumed: exit {code}\n- resumed against uninterrupted, student weights: "
+        f"**{same}**\n" + ("" if code == 0 else tail(text)),
+    )
+
+
+def kill_after_first_epoch(c: Check, limit: int) -> str:
+    """Start the seed-67 run in the second store, SIGKILL its process group once its student's first epoch
+    is checkpointed (the checkpoint is written before the epoch's metrics line)."""
+    args = [sys.executable, str(ROOT / "run.py"), *c.overrides("killed", "store2"), "seed=67"]
+    c.log(f"killed: {' '.join(args[1:])}")
+    with open(c.out / "killed.log", "w") as log:
+        p = subprocess.Popen(args, cwd=c.work, env=env(), stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and p.poll() is None:
+            found = (c.work / "store2").glob("student-*/work/metrics.jsonl")
+            lines = [f for f in found if f.read_text().strip()]
+            if lines:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                epochs = len(lines[0].read_text().splitlines())
+                c.log(f"killed: SIGKILL after {epochs} student epoch(s)")
+                return f"SIGKILL after {epochs} of {c.mode.epochs} student epochs"
+            time.sleep(0.02)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return f"SIGKILL at its limit of {limit} s, before any student epoch ended"
+    return f"NOT killed: it ended (exit {p.returncode}) before the kill"
+
+
+def precision(c: Check) -> None:
+    code, text = c.command("precision", [sys.executable, "-m", "dih.precision_check",
+                                         str(c.work / "runs" / "chain"), "--device", c.mode.device],
+                           "precision")  # fmt: skip
+    c.section("4. Precision check (`python -m dih.precision_check`)", text if code == 0 else tail(text, 12))
+
+
+
+def bench(c: Check) -> None:
+    out = c.out / "bench.md"
+    code, text = c.command("bench", [sys.executable, "-m", "dih.bench", "--device", c.mode.device,
+                                     *c.mode.bench, "--out", str(out)], "bench")  # fmt: skip
+    c.section("5. Bench (`python -m dih.bench`)", out.read_text() if code == 0 else tail(text, 12))
+
+
+def pack(c: Check) -> None:
+    """One CE student alone, then ``pack`` at once, each its own run.py process and store."""
+    m = c.mode
+
+    def start(name: str, seed: int) -> subprocess.Popen:
+        args = [sys.executable, str(ROOT / "run.py"), *c.overrides(name, f"pack_{name}"), "method=ce",
+                f"seed={seed}"]  # fmt: skip
+        return subprocess.Popen(args, cwd=c.work, env=env(), stdout=open(c.out / f"{name}.log", "w"),
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+    rows, limit = [], c.budget("pack", floor=20)
+    for n in (1, m.pack):
+        if limit is None or (limit := c.budget("pack", floor=20)) is None:
+            rows.append({"runs at once": n, "wall s": None, "images/s together": None, "x one run": None})
+            continue
+        c.log(f"pack: {n} at once (limit {limit} s)")
+        t0, names = time.monotonic(), [f"pack{n}_{i}" for i in range(n)]
+        procs = [start(name, 100 * n + i) for i, name in enumerate(names)]
+        for p in procs:
+            try:
+                p.wait(timeout=max(1, limit - (time.monotonic() - t0)))
+            except subprocess.TimeoutExpired:
+                p.kill()
+        rates = [next(iter(r["images/s"] for r in stage_lines(c, f"pack_{x}", x)), None) for x in names]
+        total = sum(rates) if all(rates) else None
+        one = rows[0]["images/s together"] if rows else total
+        ratio = total / one if total and one else None
+        rows.append({"runs at once": n, "wall s": time.monotonic() - t0, "images/s together": total,
+                     "x one run": ratio})  # fmt: skip
+    c.section("6. Packing (CE students, one run.py process each)", table(rows) +
+              "\nimages/s: each run's last epoch, summed over the runs at once.\n")  # fmt: skip
+
+
+def dmon_start(c: Check) -> None:
+    if shutil.which("nvidia-smi"):
+        c.dmon = subprocess.Popen(["nvidia-smi", "dmon", "-s", "u", "-d", "1"],
+                                  stdout=open(c.out / "dmon.txt", "w"), stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def dmon_section(c: Check) -> None:
+    if c.dmon is None:
+        c.section("7. GPU use (`nvidia-smi dmon`)", "No nvidia-smi here.\n")
+        return
+    c.dmon.terminate()
+    sm = []
+    for line in (c.out / "dmon.txt").read_text().splitlines():
+        cells = line.split()
+        if cells and not line.startswith("#") and len(cells) > 1 and cells[1].isdigit():
+            sm.append(int(cells[1]))
+    busy = [x for x in sm if x > 0]
+    text = (f"{len(sm)} one-second samples; SM use mean {sum(sm) / max(1, len(sm)):.0f}%, "
+            f"while busy {sum(busy) / max(1, len(busy)):.0f}%, max {max(sm, default=0)}% "
+            "(dmon.txt).\n")  # fmt: skip
+    c.section("7. GPU use (`nvidia-smi dmon`)", text)
+
+
+def environment(c: Check) -> bool:
+    """What the check runs on, in this process (the steps get the same path); False where it cannot run:
+    a dependency missing, or no GPU where the mode wants one."""
+    if SITE.is_dir():
+        sys.path.insert(0, str(SITE))
+    try:
+        import hydra
+        import torch
+        import torchvision
+
+        cuda = torch.cuda.is_available()
+        gpu = f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}" if cuda else "no GPU"
+        versions = f"torch {torch.__version__}, torchvision {torchvision.__version__}"
+        text = f"{versions}, hydra {hydra.__version__}, {gpu}"
+        ok = c.mode.device != "cuda" or cuda
+    except ImportError as e:
+        text, ok = f"{e} (run `make gpu-prepare` first: it fills .gpu/)", False
+    commit = GPU_DIR / "commit"
+    where = f"- project commit {commit.read_text().strip()}\n" if commit.is_file() else ""
+    c.log(text)
+    c.section("Environment", f"{where}- {text}\n" + ("" if ok else "\n**Cannot run here.**\n"))
+    return ok
+
+
+def unpack(c: Check) -> None:
+    """The data: ``--data`` as given, else the archive from .gpu/ unpacked into the work directory."""
+    if c.data.is_dir():
+        return
+    archive = GPU_DIR / ARCHIVE
+    c.log(f"data: unpacking {archive}")
+    c.data.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(c.data, filter="data")
+
+
+def check(mode: Mode, out: Path, work: Path, data: Path | None, capture: str) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    c = Check(mode, out, work, data or work / "cifar10", capture)
+    c.write()
+    if not environment(c):
+        return 1
+    unpack(c)
+    dmon_start(c)
+    try:
+        if chain(c):
+            for step in (resume, captured, precision, bench):
+                step(c)
+        pack(c)
+    finally:
+        dmon_section(c)
+        c.log(f"done; report {out / 'gpu_check.md'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dih.tools.gpu_check", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    prep = sub.add_parser("prepare", help="fill .gpu/ (wheels, data archive) for a bare GPU machine")
+    prep.add_argument("--python-version", default="3.12", help="the GPU machine's Python (default 3.12)")
+    prep.add_argument("--archive", type=Path, default=DATA_ARCHIVE, help=f"the data (default {DATA_ARCHIVE})")
+    run = sub.add_parser("run", help="run the check and write <out>/gpu_check.md")
+    run.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_out")))
+    run.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
+    run.add_argument("--data", type=Path, help="an image folder (train/, test/) instead of .gpu's archive")
+    run.add_argument("--tiny", action="store_true", help="tiny settings on the CPU (the test suite's)")
+    run.add_argument("--deadline", type=int, help="seconds for the whole check (default 450; tiny 1500)")
+    run.add_argument("--capture", default="trainer.compile=true", help="the override that turns capture on")
+    args = p.parse_args(argv)
+    if args.what == "prepare":
+        return prepare(args.python_version, args.archive)
+    mode = TINY if args.tiny else GPU
+    if args.deadline:
+        mode = Mode(**{**mode.__dict__, "deadline": args.deadline})
+    work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / f"dih_gpu_check_{os.getpid()}"
+    return check(mode, args.out.resolve(), work.resolve(), args.data and args.data.resolve(), args.capture)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The project's GPU check (dih/tools/gpu_check.py) in its tiny CPU mode, so that it cannot rot where no GPU
+is at hand: every section of the report, and a killed student resumed bit-identically."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import HANG_S, ROOT
+from PIL import Image
+
+from dih.tools import gpu_check
+
+SECTIONS = [
+    "## Environment",
+    "## 1. The DIH chain, eager",
+    "## 2. Kill -9 and resume",
+    "## 3. Captured vs eager",
+    "## 4. Precision check",
+    "## 5. Bench",
+    "## 6. Packing",
+    "## 7. GPU use",
+]
+
+
+def image_folder(root, classes: int = 4, train: int = 12, test: int = 4) -> None:
+    """train/<class>/*.png and test/<class>/*.png: 16x16 images whose brightness tells the class."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("test", test)):
+        for k in range(classes):
+            folder = root / split / f"c{k}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = 50 * k + rng.integers(0, 50, (16, 16, 3))
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+
+
+@pytest.mark.slow  # eleven run.py and tool processes on the CPU
+def test_the_tiny_cpu_check_writes_every_section_and_resumes_bit_identically(tmp_path):
+    image_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dih.tools.gpu_check", "run", "--tiny", "--data", str(tmp_path / "data"),
+               "--out", str(out), "--work", str(tmp_path / "work")]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = (out / "gpu_check.md").read_text()
+    at = [report.find(s) for s in SECTIONS]
+    assert all(i >= 0 for i in at) and at == sorted(at), report
+    resume = report[at[2] : at[3]]
+    assert "SIGKILL after 1 of 3 student epochs" in resume and "**bit-identical" in resume, resume
+    assert "skipped" not in report and "exited" not in report, report
+    assert "| live step | 16 |" in report and "| cache build | 64 |" in report  # the tiny trainer's batches
+    assert "| 2 |" in report[at[6] :]  # two runs at once
+
+
+def test_a_step_past_the_deadline_is_skipped_and_said(tmp_path):
+    mode = gpu_check.Mode(**{**gpu_check.TINY.__dict__, "deadline": 20})
+    c = gpu_check.Check(mode, tmp_path, tmp_path, tmp_path, "trainer.compile=true")
+    assert c.budget("chain") in (14, 15)  # what is left, less 5 s kept back
+    c.started = time.monotonic() - 10  # 10 s left: under the 10 s floor once the 5 s are kept back
+    assert c.budget("chain") is None
+    assert c.command("late", [sys.executable, "-c", "pass"], "chain") == (
+        None,
+        "skipped: no time left before the deadline",
+    )
+
+
+def test_payloads_are_compared_bit_for_bit(tmp_path):
+    a = {"learner": {"w": torch.ones(3), "n": torch.tensor(2)}, "meta": [torch.zeros(2)]}
+    torch.save(a, tmp_path / "a.pt")
+    torch.save(a, tmp_path / "b.pt")
+    assert gpu_check.compare(tmp_path / "a.pt", tmp_path / "b.pt") == "bit-identical (3 tensors)"
+    a["learner"]["w"][1] += 2**-20
+    torch.save(a, tmp_path / "b.pt")
+    assert gpu_check.compare(tmp_path / "a.pt", tmp_path / "b.pt").startswith("NOT bit-identical")
