@@ -75,3 +75,16 @@ def test_payloads_are_compared_bit_for_bit(tmp_path):
     a["learner"]["w"][1] += 2**-20
     torch.save(a, tmp_path / "b.pt")
     assert gpu_check.compare(tmp_path / "a.pt", tmp_path / "b.pt").startswith("NOT bit-identical")
+
+
+def test_sm_use_is_reported_per_step_from_dmon_samples(tmp_path):
+    c = gpu_check.Check(gpu_check.TINY, tmp_path, tmp_path, tmp_path, "trainer.compile=true")
+    c.dmon = subprocess.Popen([sys.executable, "-c", "pass"])  # stands in for nvidia-smi dmon
+    c.dmon.wait()
+    lines = ["# gpu     sm    mem    enc    dec", "# Idx      %      %      %      %"]
+    lines += [f"    0     {sm}      1      0      0" for sm in (0, 40, 80, 20)]
+    (tmp_path / "dmon.txt").write_text("\n".join(lines))
+    c.spans = [("chain", 1, 3)]
+    gpu_check.dmon_section(c)
+    report = (tmp_path / "gpu_check.md").read_text()
+    assert "| whole check | 4 | 35 | 80 |" in report and "| chain | 2 | 60 | 80 |" in report, report

@@ -127,6 +127,18 @@ class Check:
         self.started = time.monotonic()
         self.sections: list[tuple[str, str]] = []
         self.dmon: subprocess.Popen | None = None
+        self.spans: list[tuple[str, int, int]] = []  # (step, first, last dmon sample of its time)
+
+    def samples(self) -> list[int]:
+        """SM use (%) of every ``nvidia-smi dmon`` sample so far, one a second."""
+        path = self.out / "dmon.txt"
+        text = path.read_text() if self.dmon is not None and path.is_file() else ""
+        rows = [line.split() for line in text.splitlines() if not line.startswith("#")]
+        return [int(r[1]) for r in rows if len(r) > 1 and r[1].isdigit()]
+
+    def span(self, step: str, first: int) -> None:
+        """Record that ``step`` ran from dmon sample ``first`` to now."""
+        self.spans.append((step, first, len(self.samples())))
 
     def left(self) -> float:
         return self.mode.deadline - (time.monotonic() - self.started)
@@ -168,6 +180,7 @@ class Check:
             self.log(f"{name}: skipped, {self.left():.0f} s left")
             return None, "skipped: no time left before the deadline"
         self.log(f"{name}: {' '.join(args[1:])} (limit {limit} s)")
+        first = len(self.samples())
         try:
             p = subprocess.run(args, cwd=self.work, env=env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, timeout=limit)  # fmt: skip
@@ -176,6 +189,7 @@ class Check:
             code, text = None, (e.stdout or b"").decode(errors="replace") + f"\n(stopped after {limit} s)"
         (self.out / f"{name}.log").write_text(text)
         self.log(f"{name}: exit {code}")
+        self.span(name, first)
         return code, text
 
     def run_py(self, name: str, store: str, step: str, *overrides: str) -> tuple[int | None, str]:
@@ -369,6 +383,7 @@ def pack(c: Check) -> None:
             rows.append({"runs at once": n, "wall s": None, "images/s together": None, "x one run": None})
             continue
         c.log(f"pack: {n} at once (limit {limit} s)")
+        first = len(c.samples())
         t0, names = time.monotonic(), [f"pack{n}_{i}" for i in range(n)]
         procs = [start(name, 100 * n + i) for i, name in enumerate(names)]
         for p in procs:
@@ -376,6 +391,7 @@ def pack(c: Check) -> None:
                 p.wait(timeout=max(1, limit - (time.monotonic() - t0)))
             except subprocess.TimeoutExpired:
                 p.kill()
+        c.span(f"pack: {n} at once", first)
         rates = [next(iter(r["images/s"] for r in stage_lines(c, f"pack_{x}", x)), None) for x in names]
         total = sum(rates) if all(rates) else None
         one = rows[0]["images/s together"] if rows else total
@@ -393,20 +409,19 @@ def dmon_start(c: Check) -> None:
 
 
 def dmon_section(c: Check) -> None:
+    """SM use over the whole check and per step (the dmon samples taken while it ran)."""
     if c.dmon is None:
         c.section("7. GPU use (`nvidia-smi dmon`)", "No nvidia-smi here.\n")
         return
     c.dmon.terminate()
-    sm = []
-    for line in (c.out / "dmon.txt").read_text().splitlines():
-        cells = line.split()
-        if cells and not line.startswith("#") and len(cells) > 1 and cells[1].isdigit():
-            sm.append(int(cells[1]))
-    busy = [x for x in sm if x > 0]
-    text = (f"{len(sm)} one-second samples; SM use mean {sum(sm) / max(1, len(sm)):.0f}%, "
-            f"while busy {sum(busy) / max(1, len(busy)):.0f}%, max {max(sm, default=0)}% "
-            "(dmon.txt).\n")  # fmt: skip
-    c.section("7. GPU use (`nvidia-smi dmon`)", text)
+    sm = c.samples()
+
+    def row(step: str, xs: list[int]) -> dict:
+        mean = f"{sum(xs) / len(xs):.0f}" if xs else ""
+        return {"step": step, "samples": len(xs), "SM % mean": mean, "SM % max": max(xs, default=0)}
+
+    rows = [row("whole check", sm)] + [row(step, sm[first:last]) for step, first, last in c.spans]
+    c.section("7. GPU use (`nvidia-smi dmon`)", table(rows) + "\nOne sample a second (dmon.txt).\n")
 
 
 def environment(c: Check) -> bool:
