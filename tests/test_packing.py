@@ -183,7 +183,7 @@ def test_packed_slurm_job_with_a_failing_run_leaves_its_sibling_finished(tmp_pat
     jobs = wait_for(ids, lambda jobs: all(jobs[j]["state"] in FINAL for j in ids))
 
     runs = {Path(j["run_dir"]).name: j for j in schedule if j["role"] == "run"}
-    failing = next(j for name, j in runs.items() if name.startswith("0_ce"))
+    failing = next(j for name, j in runs.items() if name.endswith("_ce_res14_res8_s3"))
     siblings = [j for j in runs.values() if j["job_id"] == failing["job_id"]]
     assert len(siblings) == 2 and sorted(failing["packed"]) == sorted(j["run_dir"] for j in siblings)
     assert jobs[failing["job_id"]]["state"] == "FAILED", jobs
@@ -198,3 +198,15 @@ def test_packed_slurm_job_with_a_failing_run_leaves_its_sibling_finished(tmp_pat
         if "_kd_" in j["run_dir"]:
             assert j["waits_for"] == [teacher["job_id"]]
             assert jobs[j["job_id"]]["start"] >= jobs[teacher["job_id"]]["end"]
+
+
+def test_a_requeued_packed_task_runs_the_same_runs_again():
+    """submitit's checkpoint (a time limit, a preemption) resubmits the task with all its runs: the finished
+    ones reuse their students from the store (the local packed sweep's second pass shows it), the others
+    resume."""
+    from dih.sweep.pack import PackedRunPy
+
+    task = PackedRunPy("/somewhere")
+    runs = [(["seed=1", "hydra.run.dir=/a"], "/a"), (["seed=2", "hydra.run.dir=/b"], "/b")]
+    again = task.checkpoint(runs)
+    assert again.function is task and again.args == (runs,)

@@ -233,6 +233,7 @@ def submit_ordered(
     if dry_run:
         return 0
     from dih.sweep.pack import PackedRunPy
+
     claim(sweep, sweep_dir, extra, path)
     executor = slurm_executor(launcher)
     named = any(e.startswith("hydra.launcher.name=") for e in [*sweep.get("overrides", []), *extra])
@@ -240,7 +241,7 @@ def submit_ordered(
     task, packed_task, ids = RunPy(str(Path.cwd())), PackedRunPy(str(Path.cwd())), {}
     for group in tasks:
         first = jobs[group[0][0]]
-        waits = [ids[n] for n in first.needs]
+        waits = list(dict.fromkeys(ids[n] for n in first.needs))  # packed builders would share an id
         dependency = ":".join(["afterok", *waits]) if waits else None
         if dependency and extra_params.get("dependency"):
             dependency = f"{extra_params['dependency']},{dependency}"
