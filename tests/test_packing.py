@@ -199,6 +199,19 @@ def test_packed_slurm_job_with_a_failing_run_leaves_its_sibling_finished(tmp_pat
             assert j["waits_for"] == [teacher["job_id"]]
             assert jobs[j["job_id"]]["start"] >= jobs[teacher["job_id"]]["end"]
 
+    # Slurm requeues the finished packed job of the two KD runs (as after a preemption): both run again, and
+    # reuse their students from the store instead of training them again
+    (kd_job,) = {j["job_id"] for j in runs.values() if "_kd_" in j["run_dir"]}
+    before = jobs[kd_job]["end"]
+    requeue = subprocess.run(["scontrol", "requeue", kd_job], capture_output=True, text=True, timeout=HANG_S)
+    assert requeue.returncode == 0, requeue.stderr
+    again = wait_for([kd_job], lambda jobs: jobs[kd_job]["state"] in FINAL and jobs[kd_job]["end"] != before)
+    assert again[kd_job]["state"] == "COMPLETED", again
+    for j in runs.values():
+        if "_kd_" in j["run_dir"]:
+            summary = json.loads((Path(j["run_dir"]) / "summary.json").read_text())
+            assert summary["stages"]["student"]["reused"] is True, j["run_dir"]
+
 
 def test_a_requeued_packed_task_runs_the_same_runs_again():
     """submitit's checkpoint (a time limit, a preemption) resubmits the task with all its runs: the finished
