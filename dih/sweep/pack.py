@@ -15,8 +15,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dih.sweep.schedule import Job, arrays
+# the schedule imports the planner, and torch with it: dih.sweep answers a bad setting without them
+if TYPE_CHECKING:
+    from dih.sweep.schedule import Job
 
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
 OUTPUT = "output.log"  # each packed run's stdout and stderr, in its run directory
@@ -25,6 +28,8 @@ OUTPUT = "output.log"  # each packed run's stdout and stderr, in its run directo
 def packs(jobs: list[Job], per_job: int) -> list[list[list[int]]]:
     """Per Slurm array (same phase, role and jobs waited for), its tasks: the run jobs ``per_job`` to a task
     (the last one the remainder), every other job alone. Runs with different dependencies never share."""
+    from dih.sweep.schedule import arrays
+
     if per_job < 1:
         raise ValueError(f"runs per job must be at least 1, not {per_job}")
     result = []
