@@ -363,20 +363,20 @@ def report(
         measured = sum(x.count for x in lines if x.estimate.measured)
         assumed = sum(x.count for x in lines if not x.estimate.measured)
         rates = ", ".join(f"{n} {label}" for n, label in ((measured, "measured"), (assumed, "assumed")) if n)
-        out.append(f"{group:<15} {sum(x.count for x in lines):>8} {hours:>13.1f}  {rates}")
-    out.append(f"{'total':<15} {sum(x.count for x in todo):>8} {total:>13.1f}")
+        out.append(f"{group:<15} {sum(x.count for x in lines):>8} {_hours(hours):>13}  {rates}")
+    out.append(f"{'total':<15} {sum(x.count for x in todo):>8} {_hours(total):>13}")
     if stored:
         hours = sum(x.hours for x in stored)
         out.append(
             f"already in the store, not counted: {sum(x.count for x in stored)} artifacts "
-            f"({hours:.1f} device-hours)"
+            f"({_hours(hours)} device-hours)"
         )
     out += ["", "Each rate used (images/s; cohort cache: image-variants/s) and what it costs:"]
     out.append(f"{'stage kind':<15} {'n':>4} {'work':>8} {'rate':>9} {'hours':>7}  what; rate")
     for x in todo:
         label = "measured: " if x.estimate.measured else "ASSUMED "
         work = _human(x.units) + ("" if x.counted else "*")
-        out.append(f"{x.group:<15} {x.count:>4} {work:>8} {x.estimate.rate:>9.1f} {x.hours:>7.2f}  {x.what}")
+        out.append(f"{x.group:<15} {x.count:>4} {work:>8} {x.estimate.rate:>9.1f} {_hours(x.hours):>7}  {x.what}")
         out.append(f"{'':<47}{label}{x.estimate.basis}")
     if any(not x.counted for x in todo):
         out.append("* the training split's size assumed (--train-images), not counted")
@@ -403,6 +403,11 @@ def as_json(kind: DeviceKind, x: Line, in_store: bool) -> dict:
         "device_hours": x.hours,
         "in_store": in_store,
     }
+
+
+def _hours(h: float) -> str:
+    """Tenths of an hour from 10 hours up, else hundredths (--json has every digit)."""
+    return f"{h:.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.005 or h == 0 else "<0.01"
 
 
 def _human(n: int) -> str:
