@@ -376,7 +376,8 @@ def report(
     for x in todo:
         label = "measured: " if x.estimate.measured else "ASSUMED "
         work = _human(x.units) + ("" if x.counted else "*")
-        out.append(f"{x.group:<15} {x.count:>4} {work:>8} {x.estimate.rate:>9.1f} {_hours(x.hours):>7}  {x.what}")
+        rate, spent = f"{x.estimate.rate:.1f}", _hours(x.hours)
+        out.append(f"{x.group:<15} {x.count:>4} {work:>8} {rate:>9} {spent:>7}  {x.what}")
         out.append(f"{'':<47}{label}{x.estimate.basis}")
     if any(not x.counted for x in todo):
         out.append("* the training split's size assumed (--train-images), not counted")
