@@ -224,3 +224,13 @@ def test_the_tables_model_facts_are_the_zoos():
             model(torch.zeros(1, 3, 32, 32))
         assert sum(macs) / 1e6 == pytest.approx(table.mmacs[name], abs=0.01), name
         assert table.layers[name] == sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+
+
+def test_a_folder_not_here_is_refused_unless_its_size_is_assumed(tmp_path, capsys):
+    args = ["dataset=folder", f"dataset.root={tmp_path / 'nope'}", "method=ce", "device=cpu"]
+    args += [f"artifacts.root={tmp_path / 'artifacts'}"]
+    assert main([*args, "--device-hours"]) == 2
+    assert "pass --train-images=N to assume its size" in capsys.readouterr().err
+    (got,) = estimate_json(capsys, *args, "--train-images=1000")
+    assert got["work"] == 1000 * 200 and not got["work_counted"]
+    assert not got["measured"] and "size unknown" in got["basis"]  # a folder's image size is its files'

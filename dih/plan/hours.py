@@ -150,7 +150,7 @@ class Work:
     teacher: str | None
     side: str
     units: int
-    image_side: int
+    image_side: int | None  # None: not known before the files load (a folder at its native size)
     counted: bool  # the training images were counted from the config (else --train-images assumed them)
 
     @property
@@ -225,10 +225,11 @@ def works(specs: list[Any], train_images: int | None = None) -> list[Work]:
     return out
 
 
-def _side(data: dict) -> int:
+def _side(data: dict) -> int | None:
+    """The images' side as trained, None where only the files know it (an image folder at native size)."""
     size = data.get("image_size")
     if size is None:
-        return {"tiny_imagenet": 64}.get(data.get("name"), 32)
+        return {"tiny_imagenet": 64, "folder": None}.get(data.get("name"), 32)
     return int(size) if isinstance(size, int) else int(max(size))
 
 
@@ -274,7 +275,9 @@ def rate_for(table: Table, kind: DeviceKind, w: Work, scaling: str | None = None
             )
     if ref.side != w.side:
         how.append(f"the {ref.side} teacher side's rate")
-    if w.image_side != kind.image_side:
+    if w.image_side is None:
+        how.append(f"the images' size unknown until they load, taken as {kind.image_side}px")
+    elif w.image_side != kind.image_side:
         rate *= (kind.image_side / w.image_side) ** 2
         how.append(f"scaled by pixels ({w.image_side}px images, measured at {kind.image_side}px)")
     measured_as = Work(
