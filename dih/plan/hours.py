@@ -4,8 +4,9 @@ for its stage on a device kind (dih/plan/device_rates.yaml), summed per stage ki
 
 A stage with a row of its own in the table is *measured*; any other is *assumed* from the nearest measured
 row of its stage kind (same teacher side, the same method where there is one), scaled as the device kind
-says (``same`` rate, or by multiply-accumulates), and the output says which. Torch-free: the table is read,
-and an unknown device kind refused, before the planner loads; the estimate reads the specs the plan made.
+says (the ``same`` rate, or by multiply-accumulates or weight layers), and the output says which and how.
+Torch-free: the table is read, and an unknown device kind refused, before the planner loads; the estimate
+reads the specs the plan made.
 """
 
 from __future__ import annotations
