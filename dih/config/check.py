@@ -52,9 +52,19 @@ from dih.rules import (
 
 def unknown_key_at(key: str, where: str, known: Iterable) -> UserError:
     """The error for a key that does not exist, listing the keys that do at that level."""
+    hint = HINTS.get(key.lstrip("+"), "")
     return UserError(
-        f"Unknown key {key}; {where or 'the top level'} has: {', '.join(sorted(map(str, known)))}."
+        f"Unknown key {key}; {where or 'the top level'} has: {', '.join(sorted(map(str, known)))}.{hint}"
     )
+
+
+# Keys users reach for that live elsewhere: the pointer appended to their "Unknown key" sentence.
+HINTS = {
+    "hydra.launcher.runs_per_gpu": (
+        " Hydra's submitit launcher cannot pack runs; a sweep packs them: python -m dih.sweep SWEEP.yaml "
+        "--runs-per-gpu N."
+    ),
+}
 
 
 # The kinds of mounted heads (dih.models.HEAD_KINDS, tests/test_config_check.py holds them equal), written

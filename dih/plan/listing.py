@@ -4,9 +4,12 @@ training anything.
     python -m dih.plan method=dih teacher=res110 student=res8        # the plan of one run
     python -m dih.plan method=kd,dih seed=30,50,67                   # of a multirun
     python -m dih.plan multirun_sweeps/cifar100.yaml [overrides]     # of a whole sweep
+    python -m dih.plan multirun_sweeps/cifar100.yaml device=cuda --device-hours   # its device-hours
 
 Each artifact is listed once with its kind, key, the artifacts it reads, whether the store has it, and a
-rough cost. Every run is composed and validated before the planner, the store and torch are imported, so a
+rough cost; with ``--device-hours``, the device-hours of those the store lacks, per stage kind, from the
+rates measured on a device kind (dih/plan/hours.py, dih/plan/device_rates.yaml). Every run is composed
+and validated before the planner, the store and torch are imported, so a
 bad setting is answered in about a second.
 """
 
@@ -90,6 +93,29 @@ def _human(n: int | None) -> str:
     return str(n)
 
 
+def device_hours(table, ns: argparse.Namespace, configs: list[DictConfig], specs: list[Spec], store) -> str:
+    """The ``--device-hours`` report: what the store lacks, and what it has, separately."""
+    from dih.device import planned_device_type
+    from dih.plan import hours
+
+    kind = hours.device_kind(table, ns.device_kind, {planned_device_type(str(cfg.device)) for cfg in configs})
+    ws = hours.works(specs, ns.train_images)
+    todo = [w for w, s in zip(ws, specs, strict=True) if not store.has(s.key)]
+    stored = [w for w, s in zip(ws, specs, strict=True) if store.has(s.key)]
+    header = (
+        f"{len(configs)} run(s), {len(specs)} distinct artifacts ({len(stored)} in the store {store.root}); "
+        f"rates from {table.path.name}"
+    )
+    lines = [hours.estimate(table, kind, part, ns.scaling) for part in (todo, stored)]
+    if ns.json:
+        return "\n".join(
+            json.dumps(hours.as_json(kind, x, in_store))
+            for part, in_store in zip(lines, (False, True))
+            for x in part
+        )
+    return hours.report(kind, *lines, header, ns.scaling)
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -98,7 +124,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("args", nargs="*", help="run.py overrides, or a sweep file and overrides")
     parser.add_argument("--json", action="store_true", help="one JSON object per artifact instead of a table")
+    parser.add_argument(
+        "--device-hours",
+        action="store_true",
+        help="estimate the device-hours of what the store lacks, per stage kind, from measured rates",
+    )
+    parser.add_argument(
+        "--device-kind",
+        help="the rates' device kind (in dih/plan/device_rates.yaml; default: the one of the runs' device=)",
+    )
+    parser.add_argument(
+        "--scaling",
+        choices=("same", "flops", "layers"),
+        help="how a model with no measured row is assumed to run (default: the device kind's, in the table)",
+    )
+    parser.add_argument(
+        "--rates",
+        type=Path,
+        help="with --device-hours: another rates table of the same form (default dih/plan/device_rates.yaml)",
+    )
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        help="with --device-hours: the training split's size where it cannot be counted (a folder not here)",
+    )
     ns, extra = parser.parse_known_args(argv)
+    table = None
+    if ns.device_hours or ns.device_kind or ns.scaling or ns.rates or ns.train_images is not None:
+        from dih.plan import hours
+
+        table = hours.load(ns.rates or hours.TABLE)
+        hours.check_kind(table, ns.device_kind)  # before the runs are composed and planned
     configs = configs_for([*ns.args, *extra])
     from dih.device import planned_device_type
     from dih.plan.chain import plan_run
@@ -107,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     plans = [plan_run(cfg) for cfg in configs]
     roots = {str(cfg.artifacts.root) for cfg in configs}
     store = ArtifactStore(Path(configs[0].artifacts.root))
-    table = rows(distinct(plans), store)
+    specs = distinct(plans)
+    if table is not None:
+        print(device_hours(table, ns, configs, specs, store))
+        return 0
+    table = rows(specs, store)
     if ns.json:
         print("\n".join(json.dumps(r) for r in table))
         return 0
@@ -129,4 +189,3 @@ def main(argv: list[str] | None = None) -> int:
     print("by kind: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
     print(f"to build: {len(todo)} of {len(table)}, about {_human(total)} image passes")
     return 0
-

@@ -11,6 +11,10 @@ teacher-side artifacts the store lacks are built by their own jobs, and every ru
 a failed teacher leaves its students pending (reason ``DependencyNeverSatisfied``) instead of running. The
 command submits everything through submitit and returns; ``python -m dih.report`` works on the sweep directory
 at any time. With any other launcher each grid becomes one Hydra multirun of run.py.
+
+``--runs-per-gpu N`` packs the schedule's run jobs N to a job (dih/sweep/pack.py): on Slurm N runs that wait
+for the same jobs share one array task (one GPU), each its own process; without a Slurm launcher the
+schedule runs here, N processes at a time in dependency order.
 """
 
 import argparse
@@ -22,8 +26,7 @@ from pathlib import Path
 from dih.config.compose import compose_run, launcher_config
 from dih.config.sweep_file import expand, load, size
 from dih.errors import UserError, command
-
-RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
+from dih.sweep.pack import RUN_PY
 
 
 def claim(sweep: dict, sweep_dir: Path, extra: list[str], path: Path) -> None:
@@ -171,15 +174,15 @@ def slurm_executor(launcher: dict):
     return executor
 
 
-def submit_ordered(
-    sweep: dict, root: Path, extra: list[str], launcher: dict, dry_run: bool, path: Path = Path("sweep")
-) -> int:
-    """Submit the sweep in dependency order: the teacher-side artifacts the store lacks first, then every
-    run, each job with ``afterok`` on exactly the jobs that build what it reads. Returns at once."""
-    sweep_dir = root / sweep["name"]
-    runs = ordered_runs(sweep, sweep_dir, extra, "cuda" if asks_for_gpus(launcher) else "cpu")
+def planned_jobs(
+    sweep: dict, sweep_dir: Path, extra: list[str], device: str, per_job: int = 1, show_packs: bool = True
+):
+    """The sweep's schedule (dih/sweep/schedule.py) and its tasks (dih/sweep/pack.py: run jobs ``per_job``
+    to a task), with what it will do printed: the phases, and the packing when there is one."""
+    runs = ordered_runs(sweep, sweep_dir, extra, device)
     from dih.store.artifacts import ArtifactStore  # after the runs passed: it loads torch
-    from dih.sweep.schedule import arrays, phases, schedule
+    from dih.sweep.pack import packs
+    from dih.sweep.schedule import phases, schedule
 
     store = ArtifactStore(Path(runs[0][3].artifacts.root))
     upstream = {p.spec.key for _, _, planned, _ in runs for p in planned[:-1]}
@@ -191,24 +194,54 @@ def submit_ordered(
         f"sweep {sweep['name']}: {len(runs)} runs; {len(upstream)} distinct teacher-side artifacts, {stored} "
         f"already in {store.root} (not resubmitted)"
     )
-    groups = arrays(jobs)
+    tasks = packs(jobs, per_job)
     for n, counts in enumerate(phases(jobs), 1):
         print(
             f"phase {n}: {sum(counts.values())} jobs ("
             + ", ".join(f"{r} {c}" for r, c in counts.items())
             + ")"
         )
-    print(f"{len(jobs)} jobs in {len(groups)} Slurm arrays, each after exactly the jobs it needs (afterok)")
+    if per_job > 1 and show_packs:
+        packed = [task for group in tasks for task in group if jobs[task[0]].role == "run"]
+        print(
+            f"runs packed up to {per_job} per job: {sum(map(len, packed))} runs in {len(packed)} jobs "
+            f"({', '.join(str(len(t)) for t in packed)} runs each; only runs waiting for the same jobs "
+            "share one)"
+        )
+        for task in packed:
+            print("  one job: " + ", ".join(jobs[i].run_dir.name for i in task))
+    return jobs, tasks
+
+
+def submit_ordered(
+    sweep: dict,
+    root: Path,
+    extra: list[str],
+    launcher: dict,
+    dry_run: bool,
+    path: Path = Path("sweep"),
+    per_job: int = 1,
+) -> int:
+    """Submit the sweep in dependency order: the teacher-side artifacts the store lacks first, then every
+    run, each job with ``afterok`` on exactly the jobs that build what it reads; with ``per_job`` > 1 the
+    runs that wait for the same jobs go ``per_job`` to a job (one array task). Returns at once."""
+    sweep_dir = root / sweep["name"]
+    device = "cuda" if asks_for_gpus(launcher) else "cpu"
+    jobs, tasks = planned_jobs(sweep, sweep_dir, extra, device, per_job)
+    count = sum(map(len, tasks))
+    print(f"{count} jobs in {len(tasks)} Slurm arrays, each after exactly the jobs it needs (afterok)")
     if dry_run:
         return 0
+    from dih.sweep.pack import PackedRunPy
+
     claim(sweep, sweep_dir, extra, path)
     executor = slurm_executor(launcher)
     named = any(e.startswith("hydra.launcher.name=") for e in [*sweep.get("overrides", []), *extra])
     extra_params = dict(launcher.get("additional_parameters") or {})
-    task, ids = RunPy(str(Path.cwd())), {}
-    for group in groups:
-        first = jobs[group[0]]
-        waits = [ids[n] for n in first.needs]
+    task, packed_task, ids = RunPy(str(Path.cwd())), PackedRunPy(str(Path.cwd())), {}
+    for group in tasks:
+        first = jobs[group[0][0]]
+        waits = list(dict.fromkeys(ids[n] for n in first.needs))  # packed builders would share an id
         dependency = ":".join(["afterok", *waits]) if waits else None
         if dependency and extra_params.get("dependency"):
             dependency = f"{extra_params['dependency']},{dependency}"
@@ -216,8 +249,13 @@ def submit_ordered(
         executor.update_parameters(slurm_additional_parameters=params)
         if not named:
             executor.update_parameters(name=f"{sweep['name']}-{first.role}")
-        submitted = executor.map_array(task, [jobs[i].overrides for i in group])
-        ids.update({i: job.job_id for i, job in zip(group, submitted)})
+        if per_job > 1 and first.role == "run":
+            args = [[(jobs[i].overrides, str(jobs[i].run_dir)) for i in t] for t in group]
+            submitted = executor.map_array(packed_task, args)
+        else:
+            submitted = executor.map_array(task, [jobs[t[0]].overrides for t in group])
+        ids.update({i: job.job_id for t, job in zip(group, submitted) for i in t})
+    holding = {i: t for group in tasks for t in group for i in t}
     record = [
         {
             "job_id": ids[i],
@@ -227,15 +265,50 @@ def submit_ordered(
             "waits_for": [ids[n] for n in job.needs],
             "run_dir": str(job.run_dir),
             "overrides": job.overrides,
+            # the runs (run directories) that share this job's Slurm job, itself included
+            "packed": [str(jobs[k].run_dir) for k in holding[i]],
         }
         for i, job in enumerate(jobs)
     ]
     from dih.store import atomic
 
     atomic.write_json(sweep_dir / "schedule.json", record)
-    print(f"submitted {len(jobs)} jobs; the schedule is in {sweep_dir / 'schedule.json'}")
+    print(f"submitted {count} jobs; the schedule is in {sweep_dir / 'schedule.json'}")
     print(f"follow them with: squeue --me; the results so far: python -m dih.report {sweep_dir}")
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--runs-per-gpu takes a whole number of at least 1, not '{text}'")
+    return value
+
+
+def run_packed_here(sweep: dict, root: Path, extra: list[str], settings: list[str], args) -> int:
+    """The sweep's schedule run on this machine, ``--runs-per-gpu`` jobs at a time (dih/sweep/pack.py)."""
+    chosen = [s for s in settings if s.startswith("hydra/launcher=")]
+    if chosen:
+        raise UserError(
+            f"--runs-per-gpu runs the sweep's jobs here itself, or packs them on a Slurm launcher; "
+            f"{chosen[-1]} cannot pack runs: drop it, or use hydra/launcher=slurm."
+        )
+    check_runs(sweep, extra)  # every run checked before torch is loaded to find the device
+    from dih.device import planned_device_type
+
+    sweep_dir = root / sweep["name"]
+    device = planned_device_type("auto")
+    jobs, _ = planned_jobs(sweep, sweep_dir, extra, device, args.runs_per_gpu, show_packs=False)
+    print(f"{len(jobs)} jobs, run here {args.runs_per_gpu} at a time in dependency order on {device}")
+    if args.dry_run:
+        return 0
+    claim(sweep, sweep_dir, extra, Path(args.sweep))
+    from dih.sweep.pack import run_here
+
+    return run_here(jobs, args.runs_per_gpu, str(Path.cwd()))
 
 
 @command
@@ -246,12 +319,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="print what would run or be submitted, and stop"
     )
+    parser.add_argument(
+        "--runs-per-gpu",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="pack runs N to a job: on Slurm N runs that wait for the same jobs share one job (one GPU), "
+        "each its own process; without a Slurm launcher the sweep's jobs run here N at a time (default 1)",
+    )
     args, extra = parser.parse_known_args(argv)
     sweep = load(Path(args.sweep))
     root = Path(args.root).absolute()
-    launcher = launcher_config([*sweep.get("overrides", []), *extra], root / sweep["name"])
+    settings = [*sweep.get("overrides", []), *extra]
+    launcher = launcher_config(settings, root / sweep["name"])
     if launcher.get("_target_") == SLURM_LAUNCHER:
-        return submit_ordered(sweep, root, extra, launcher, args.dry_run, Path(args.sweep))
+        return submit_ordered(sweep, root, extra, launcher, args.dry_run, Path(args.sweep), args.runs_per_gpu)
+    if args.runs_per_gpu > 1:
+        return run_packed_here(sweep, root, extra, settings, args)
     check_runs(sweep, extra)
     cmds = commands(sweep, root, extra)
     print(f"sweep {sweep['name']}: {size(sweep)} runs in {len(cmds)} grids under {root / sweep['name']}")

@@ -27,7 +27,7 @@ from dih.data.loader import Batch, DeviceLoader, epoch_seed
 from dih.errors import UserError
 from dih.store import atomic
 from dih.train import metrics as m
-from dih.train.compiled_step import CompiledForward
+from dih.train.compiled_step import RECORD, CompiledStep, tensor_learning_rate
 from dih.train.determinism import differences, environment
 
 log = logging.getLogger(__name__)
@@ -92,17 +92,18 @@ class Task:
         self.learner = nn.ModuleDict({"model": model, "loss": loss})  # what learns and is checkpointed
         self.frozen, self.cache = side, cache  # never checkpointed, never in the optimiser
 
-    def teacher_output(self, batch: Batch):
-        if self.cache is not None:
-            return self.cache(batch)
-        return self.frozen(batch.images) if self.frozen is not None else None
-
-    def step(self, batch: Batch, forward: Callable | None = None) -> StepOutput:
-        """The loss of one batch; ``forward`` runs the model in its stead (the compiled model)."""
-        teacher = self.teacher_output(batch)
-        out = (forward or self.model)(batch.images)
+    def loss_of(self, batch: Batch, cached=None) -> StepOutput:
+        """The loss of one batch against the teacher's ``cached`` outputs, or else the live teacher side's
+        (the part of a step that is compiled whole: dih/train/compiled_step.py)."""
+        teacher = cached if cached is not None or self.frozen is None else self.frozen(batch.images)
+        out = self.model(batch.images)
         total, parts = self.loss(out, teacher, batch)
         return StepOutput(total, parts, out.logits)
+
+    def step(self, batch: Batch, compiled: CompiledStep | None = None) -> StepOutput:
+        """The loss of one batch, through the ``compiled`` step if given; the cache's gather stays eager."""
+        cached = self.cache(batch) if self.cache is not None else None
+        return compiled.loss(batch, cached) if compiled is not None else self.loss_of(batch, cached)
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         """Logits of each classifier to evaluate, by name."""
@@ -132,7 +133,8 @@ def fit(
     compiled: bool = False,
 ) -> dict:
     """Train ``task`` per ``recipe``, resuming from ``work_dir``'s checkpoint; return the stage summary.
-    ``compiled``: the training step runs ``task.model`` through torch.compile (dih/train/compiled_step.py)."""
+    ``compiled``: the whole training step and evaluation run through torch.compile
+    (dih/train/compiled_step.py)."""
     train = DeviceLoader(
         data.train_images,
         data.train_labels,
@@ -167,23 +169,27 @@ def fit(
         nesterov=recipe.nesterov,
         weight_decay=recipe.weight_decay,
     )
+    if compiled:
+        tensor_learning_rate(optimizer, device)  # before the schedule, which then fills it in place
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, recipe.milestones, recipe.gamma)
     # Where these bits are computed (dih/train/determinism.py); a compiled step rounds differently from an
     # eager one, so it is recorded too (only when on: checkpoints of eager runs keep their record unchanged).
-    setup = {**environment(device), **({"trainer.compile": True} if compiled else {})}
+    setup = {**environment(device), **({"trainer.compile": RECORD} if compiled else {})}
     history = _resume(work_dir / CHECKPOINT, task, optimizer, schedule, stage, setup)
     show_bar = sys.stderr.isatty() if progress is None else progress
-    forward = CompiledForward(task.model, recipe.batch_size, device.type) if compiled else task.model
+    step = None
+    if compiled:
+        step = CompiledStep(task, optimizer, recipe.batch_size, eval_batch_size, device.type)
 
     for epoch in range(len(history) + 1, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(seed, epoch, "task"))  # the task's own draws (CRD's negatives)
         started = time.perf_counter()
-        line = {"stage": stage, m.EPOCH: epoch, "lr": optimizer.param_groups[0]["lr"]}
-        line.update(_train_epoch(task, forward, train, optimizer, epoch, show_bar, stage))
+        line = {"stage": stage, m.EPOCH: epoch, "lr": float(optimizer.param_groups[0]["lr"])}
+        line.update(_train_epoch(task, step, train, optimizer, epoch, show_bar, stage))
         train_seconds = time.perf_counter() - started
         schedule.step()
         for split, loader in evals.items():
-            line.update(_evaluate(task, loader, split))
+            line.update(_evaluate(task, step, loader, split))
         line[m.EPOCH_SECONDS] = round(time.perf_counter() - started, 3)
         line[m.IMAGES_PER_S] = round(train.num_samples / train_seconds, 1)
         history.append(line)
@@ -194,7 +200,13 @@ def fit(
 
 
 def _train_epoch(
-    task: Task, forward: Callable, loader: DeviceLoader, optimizer, epoch: int, show_bar: bool, stage: str
+    task: Task,
+    compiled: CompiledStep | None,
+    loader: DeviceLoader,
+    optimizer,
+    epoch: int,
+    show_bar: bool,
+    stage: str,
 ) -> dict:
     task.train_mode()
     totals: dict[str, Tensor] = {}
@@ -205,9 +217,12 @@ def _train_epoch(
         # Gradients dropped before the forward, not after: the same in eager code, and under CUDA graphs no
         # gradient of the previous step is still held when the next step's replay may reuse its memory.
         optimizer.zero_grad(set_to_none=True)
-        out = task.step(batch, forward)
+        out = task.step(batch, compiled)
         out.loss.backward()
-        optimizer.step()
+        if compiled is not None:
+            compiled.optimizer_step()
+        else:
+            optimizer.step()
         n = len(batch.labels)
         for name, value in {"loss": out.loss, **out.parts}.items():
             totals[name] = totals.get(name, 0.0) + value.detach().float() * n
@@ -225,13 +240,14 @@ def _train_epoch(
 
 
 @torch.no_grad()
-def _evaluate(task: Task, loader: DeviceLoader, split: str) -> dict:
+def _evaluate(task: Task, compiled: CompiledStep | None, loader: DeviceLoader, split: str) -> dict:
     task.learner.eval()
     if task.frozen is not None:
         task.frozen.eval()
     correct: dict[str, Tensor] = {}
+    predict = compiled.predict if compiled is not None else task.predict
     for batch in loader.epoch(0):
-        for name, logits in task.predict(batch.images).items():
+        for name, logits in predict(batch.images).items():
             correct[name] = correct.get(name, 0) + (logits.argmax(1) == batch.labels).sum()
     accs = {name: 100.0 * hits.item() / loader.num_samples for name, hits in correct.items()}
     line = {m.acc(name, split): acc for name, acc in accs.items()}
