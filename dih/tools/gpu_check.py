@@ -11,7 +11,7 @@ CIFAR-10 JPEG archive. ``run`` then, from the checkout's root, on real CIFAR-10 
 1. the DIH chain (teacher, heads, student) eager, with each stage's images/s;
 2. a student captured (``--capture``, today ``trainer.compile=true``) against the same student eager;
 3. a student killed with SIGKILL after its first epoch and resumed, against one that never stopped, weights
-   compared bit for bit;
+   compared bit for bit (captured on a GPU, eager in the tiny CPU mode);
 4. ``python -m dih.precision_check`` on the chain's run;
 5. ``python -m dih.bench``;
 6. packing: N CE students as N ``run.py`` processes at once against one alone.
