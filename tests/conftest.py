@@ -101,3 +101,18 @@ def read_only_dir(tmp_path):
         pytest.skip("no directory here refuses a write (neither a 0o555 one nor /sys)")
     finally:
         locked.chmod(0o755)  # so that pytest can clean tmp_path up
+
+
+def write_image_folder(root: Path, classes: int = 2, train: int = 10, test: int = 4, size: int = 8) -> None:
+    """train/<class>/*.png and test/<class>/*.png of random pixels: an image folder for a run to read."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("test", test)):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")

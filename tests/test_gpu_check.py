@@ -5,11 +5,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
-from conftest import HANG_S, ROOT
-from PIL import Image
+from conftest import HANG_S, ROOT, write_image_folder
 
 from dih.tools import gpu_check
 
@@ -25,21 +23,9 @@ SECTIONS = [
 ]
 
 
-def image_folder(root, classes: int = 4, train: int = 12, test: int = 4) -> None:
-    """train/<class>/*.png and test/<class>/*.png: 16x16 images whose brightness tells the class."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", train), ("test", test)):
-        for k in range(classes):
-            folder = root / split / f"c{k}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = 50 * k + rng.integers(0, 50, (16, 16, 3))
-                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
-
-
 @pytest.mark.slow  # eleven run.py and tool processes on the CPU
 def test_the_tiny_cpu_check_writes_every_section_and_resumes_bit_identically(tmp_path):
-    image_folder(tmp_path / "data")
+    write_image_folder(tmp_path / "data", classes=4, train=12, size=16)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "dih.tools.gpu_check", "run", "--tiny", "--data", str(tmp_path / "data"),
                "--out", str(out), "--work", str(tmp_path / "work")]  # fmt: skip

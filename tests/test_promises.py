@@ -4,10 +4,8 @@ a run that fails at run time leaves failed.json (and a later good run in the sam
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import run_cli, summary
-from PIL import Image
+from conftest import run_cli, summary, write_image_folder
 
 from dih.train.engine import summarize
 
@@ -146,17 +144,6 @@ def test_the_non_finite_loss_sentence_says_what_a_rerun_does(tmp_path):
     assert message.startswith("The teacher loss became") and "\n" not in message
     assert "resumes" not in message and "last good epoch" not in message
     assert "new artifact key" in message and "from its first epoch" in message
-
-
-def write_image_folder(root: Path, classes: int = 2, train: int = 10, test: int = 4, size: int = 8) -> None:
-    rng = np.random.default_rng(0)
-    for split, count in (("train", train), ("test", test)):
-        for c in range(classes):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
 
 
 @pytest.mark.slow
