@@ -161,6 +161,15 @@ SCHEMA: dict = {
         "assistant?": MODEL,
         "hint?": {"hint": Text(), "guided": Text()},
         "batch_size?": COUNT,
+        "heads_recipe?": {
+            "lr": Nullable(POSITIVE),
+            "weight_decay": Nullable(NON_NEGATIVE),
+            "epochs": Nullable(COUNT),
+            "milestones": Nullable(ListOf(COUNT)),  # within the heads' epochs: _check_heads_recipe
+            "gamma": Nullable(POSITIVE),
+            "lr_search": Nullable(ListOf(POSITIVE, nonempty=True)),
+            "calibrate": Flag(),
+        },
         "loss": LOSSES,
     },
     "stage": {"until": Choice(list(UNTIL))},
@@ -275,8 +284,48 @@ def validate(cfg: Any) -> None:
     plain = _plain(cfg)
     later: list = []
     _check_section("", plain, SCHEMA, plain, "", later)
+    _check_heads_recipe(plain)
     for path, value, rule, where in later:
         _check(path, value, rule, plain, where, None)
+
+
+def _check_heads_recipe(root: Mapping) -> None:
+    """What method.heads_recipe's settings say together: they need a heads stage to act on, one learning rate
+    or a search (not both), a schedule within the heads' epochs, and a validation split for what is chosen
+    on it (the search and the calibration never read the test split)."""
+    method = root.get("method") or {}
+    own = method.get("heads_recipe")
+    if not isinstance(own, dict) or any(_is_interpolation(v) for v in own.values()):
+        return
+    at = "method.heads_recipe"
+    changed = [k for k, v in own.items() if v not in (None, False)]
+    if changed and "heads" not in (method.get("stages") or []):
+        raise UserError(
+            f"{at}.{changed[0]} is set, but method {method.get('name')} has no heads stage for it to act on; "
+            "remove it, or use a method with heads (dih, mhkd, tofd)."
+        )
+    if own.get("lr") is not None and own.get("lr_search"):
+        raise UserError(
+            f"{at}.lr and {at}.lr_search are both set; give one learning rate or a list to search, not both."
+        )
+    trainer = root.get("trainer") or {}
+    epochs = own.get("epochs") or trainer.get("epochs")
+    milestones = own.get("milestones") if own.get("milestones") is not None else trainer.get("milestones")
+    if isinstance(epochs, int) and isinstance(milestones, list) and not (
+        all(1 <= v <= epochs for v in milestones) and all(a < b for a, b in zip(milestones, milestones[1:]))
+    ):
+        whose = f"{at}.milestones" if own.get("milestones") is not None else "trainer.milestones"
+        raise UserError(
+            f"The heads stage trains {epochs} epochs and its milestones ({whose}) are {show(milestones)}; "
+            f"set {at}.milestones to strictly increasing integers within 1..{epochs}."
+        )
+    chooses = [k for k in ("lr_search", "calibrate") if own.get(k)]
+    val_fraction = (root.get("dataset") or {}).get("val_fraction")
+    if chooses and val_fraction == 0:
+        raise UserError(
+            f"{at}.{chooses[0]} chooses on the validation split, and dataset.val_fraction is 0; set "
+            "dataset.val_fraction above 0 (e.g. 0.1) so that the test split is never used to choose."
+        )
 
 
 # ---- Hydra's launcher node ---------------------------------------------------------------------------------

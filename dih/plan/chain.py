@@ -61,14 +61,18 @@ def plan_run(cfg: DictConfig) -> list[Planned]:
     if "heads" in names:
         kind = _plain(cfg.method.get("heads", "linear"))
         heads_class(kind)  # an unknown kind stops here, before any training
+        own = _plain(cfg.method.get("heads_recipe")) or {}
+        search = own.get("lr_search")
         heads = HeadsSpec(
             data=settings.data,
             versions=settings.versions("heads", heads=kind, loss="heads"),
             teacher=teacher.key,
             head_kind=kind,
-            recipe=settings.recipe,
+            recipe=heads_recipe(settings.recipe, own),
             seed=cfg.teacher_seed,
             bf16=settings.bf16,
+            lr_search=tuple(float(lr) for lr in search) if search else None,
+            calibrate=bool(own.get("calibrate", False)),
         )
         planned.append(Planned("heads", heads))
     if "hint" in names:
@@ -102,6 +106,21 @@ def plan_run(cfg: DictConfig) -> list[Planned]:
         )
         settings.distill(StudentSpec, planned, cfg.student.name, recipe, cfg.seed, init=hint, **side)
     return _cut(planned, cfg)
+
+
+# The heads stage's own recipe (method.heads_recipe): each setting left null is the trainer's, as the
+# original trains its heads with the teacher's recipe.
+HEADS_RECIPE = ("lr", "weight_decay", "epochs", "milestones", "gamma")
+
+
+def heads_recipe(trainer: Recipe, own: dict) -> Recipe:
+    """The trainer's recipe with the heads stage's own settings where it has them. Under a learning-rate
+    search the recipe's lr is the first candidate's (what is logged as the stage's lr); the spec's
+    ``lr_search`` holds them all."""
+    changed = {k: own[k] for k in HEADS_RECIPE if own.get(k) is not None}
+    if own.get("lr_search"):
+        changed["lr"] = float(own["lr_search"][0])
+    return replace(trainer, **changed)
 
 
 def _cut(planned: list[Planned], cfg: DictConfig) -> list[Planned]:

@@ -17,6 +17,12 @@ from dih.store.artifacts import make_key
 from dih.train.engine import Recipe
 
 
+def added(default: Any) -> Any:
+    """A field added after artifacts of its kind existed: hashed only when it differs from ``default``, so
+    every key planned before it was added stays the same."""
+    return field(default=default, metadata={"added": True})
+
+
 def upstream(optional: bool = False) -> Any:
     """A field holding the key of an upstream artifact; an optional one is None when the stage runs
     without that role."""
@@ -42,7 +48,11 @@ class Spec:
 
     def identity(self) -> dict:
         """What the key hashes: the kind and every field (the data set by what it is, not where it is)."""
-        values = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        values = {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)
+            if not (f.metadata.get("added") and getattr(self, f.name) == f.default)
+        }
         values["data"] = dataset_identity(self.data)
         return {"kind": self.kind, **values}
 
@@ -68,9 +78,13 @@ class HeadsSpec(Spec):
     kind = "heads"
     teacher: str = upstream()
     head_kind: str  # linear (DIH), mhkd, tofd
-    recipe: Recipe
+    recipe: Recipe  # the trainer's, or the method's heads_recipe where it says otherwise
     seed: int
     bf16: bool  # the frozen teacher side run as a bf16 copy
+    # Learning rates tried side by side; each head keeps the one with the best validation accuracy
+    # (dih/stages/heads_selection.py). None: the recipe's lr alone.
+    lr_search: tuple[float, ...] | None = added(None)
+    calibrate: bool = added(False)  # each head's temperature fit on the validation split, folded in
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ from dih.stages.artifact_io import model_payload, teacher_side
 from dih.stages.runtime import Runtime
 from dih.stages.specs import DistillSpec
 from dih.teacher_side.cohort_cache import CohortCache
+from dih.teacher_side.softness import measure_targets
 from dih.train.determinism import seed_everything
 from dih.train.engine import Task
 
@@ -31,4 +32,8 @@ def build(spec: DistillSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dic
         model.load_state_dict(upstream["init"].load()["model"])
     loss = build_loss(spec.loss, loss_context(data, model, side, rt.device, spec.recipe.epochs)).to(rt.device)
     summary = rt.fit(Task(model, loss, side, cache), data, spec, work_dir)
+    temperature = spec.loss.get("temperature")
+    if temperature is not None and (side or cache) is not None:  # what the student was taught: how soft
+        teacher = cache if cache is not None else lambda batch: side(batch.images)
+        summary.update(measure_targets(teacher, data, rt.device, rt.eval_batch_size, float(temperature)))
     return model_payload(model, spec.model, data.num_classes), summary

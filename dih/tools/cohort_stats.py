@@ -23,24 +23,7 @@ import torch
 
 from dih.errors import UserError, command
 from dih.store.run_dir import RunDir
-
-CONFIDENT = 0.99  # a softened target whose top class has at least this probability is nearly one-hot
-
-
-def softness(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict[str, float]:
-    """Summary of one classifier's logits (N x C) against the labels at temperature T."""
-    logits = logits.double()
-    probs = torch.softmax(logits / temperature, dim=1)
-    entropy = -(probs * torch.log_softmax(logits / temperature, dim=1)).sum(dim=1)
-    top = probs.max(dim=1).values
-    return {
-        "acc": 100.0 * (logits.argmax(dim=1) == labels).double().mean().item(),
-        "logit_range": (logits.max(dim=1).values - logits.min(dim=1).values).mean().item(),
-        "top_prob": top.mean().item(),
-        "entropy": (entropy.mean() / math.log(logits.shape[1])).item(),  # 1 = uniform, 0 = one-hot
-        "one_hot_share": 100.0 * (top >= CONFIDENT).double().mean().item(),
-    }
-
+from dih.teacher_side.softness import softness
 
 SPLITS = ("test", "train")
 

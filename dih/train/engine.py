@@ -77,7 +77,9 @@ class Task:
     teacher side, whose outputs come from running it once per batch without autograd or from the cohort
     cache. The model returns a ``ModelOutput``; its ``heads`` (the heads stage) or else its ``logits`` are
     the classifiers evaluated. ``evaluates=False`` for a model that classifies nothing yet (FitNets' hint
-    stage)."""
+    stage). ``lr_groups``: modules that learn at their own learning rate (the heads stage's search), each
+    scaled by the schedule as the recipe's; ``head_names``: what the model's heads are called in the metrics
+    (``head1``, ``head2``... by default)."""
 
     def __init__(
         self,
@@ -87,8 +89,11 @@ class Task:
         cache=None,
         *,
         evaluates: bool = True,
+        lr_groups: list[tuple[nn.Module, float]] | None = None,
+        head_names: list[str] | None = None,
     ):
         self.model, self.loss, self.evaluates = model, loss, evaluates
+        self.lr_groups, self.head_names = lr_groups, head_names
         self.learner = nn.ModuleDict({"model": model, "loss": loss})  # what learns and is checkpointed
         self.frozen, self.cache = side, cache  # never checkpointed, never in the optimiser
 
@@ -105,11 +110,22 @@ class Task:
         cached = self.cache(batch) if self.cache is not None else None
         return compiled.loss(batch, cached) if compiled is not None else self.loss_of(batch, cached)
 
+    def parameter_groups(self) -> list[dict]:
+        """The optimiser's parameter groups: every trainable parameter at the recipe's learning rate, or one
+        group per ``lr_groups`` module at its own."""
+        if self.lr_groups is None:
+            return [{"params": [p for p in self.learner.parameters() if p.requires_grad]}]
+        return [
+            {"params": [p for p in module.parameters() if p.requires_grad], "lr": lr}
+            for module, lr in self.lr_groups
+        ]
+
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         """Logits of each classifier to evaluate, by name."""
         out = self.model(images)
         if out.heads:
-            return {m.head(i): z for i, z in enumerate(out.heads, 1)}
+            names = self.head_names or [m.head(i) for i in range(1, len(out.heads) + 1)]
+            return dict(zip(names, out.heads, strict=True))
         return {m.MAIN: out.logits}
 
     def train_mode(self) -> None:
@@ -161,9 +177,8 @@ def fit(
         )
         if len(labels) and task.evaluates
     }
-    params = [p for p in task.learner.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
-        params,
+        task.parameter_groups(),
         lr=recipe.lr,
         momentum=recipe.momentum,
         nesterov=recipe.nesterov,

@@ -7,13 +7,16 @@ Per epoch (a stage's metrics.jsonl line): ``train/loss`` and the loss's parts ``
 At the end (the stage's summary in meta.json and summary.json): ``test/acc_last`` and
 ``test/acc_best_val`` (the test accuracy at the last epoch and at the epoch of best validation accuracy),
 ``head2/acc`` and ``head2/acc_best_val`` for a head, ``val/acc_best``, ``best_val_epoch``, ``epochs``,
-``time/total_s`` and ``time/images_per_s``.
+``time/total_s`` and ``time/images_per_s``; a distilling student's ``targets/head2/one_hot_share`` and
+``targets/teacher/entropy`` (how soft its teacher side's targets are, at ``targets/temperature``).
 """
 
 from __future__ import annotations
 
 # The classifier a stage trains (its model's own); other classifiers (the heads) go by their names.
 MAIN = "main"
+TEACHER = "teacher"  # the teacher's own classifier, last in a cohort
+TARGETS_TEMPERATURE = "targets/temperature"
 LAST, BEST_VAL = "last", "best_val"  # the two epochs a test accuracy is reported at
 
 TRAIN_LOSS, TRAIN_ACC = "train/loss", "train/acc"
@@ -30,6 +33,13 @@ def train(part: str) -> str:
 def head(i: int) -> str:
     """The name of a heads stage's ``i``-th head, shallowest first, from 1."""
     return f"head{i}"
+
+
+def targets(classifier: str, measure: str) -> str:
+    """How soft a cohort classifier's targets are (dih/teacher_side/softness.py), in a student's summary:
+    ``targets/head1/one_hot_share`` (% of images whose top target probability is >= 0.99),
+    ``targets/teacher/entropy`` (mean entropy / log C)."""
+    return f"targets/{classifier}/{measure}"
 
 
 def acc(classifier: str, split: str) -> str:
