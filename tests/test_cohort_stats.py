@@ -8,6 +8,7 @@ import torch
 from conftest import run_cli, summary
 
 from dih.errors import UserError
+from dih.report.write import write_report
 from dih.tools import cohort_stats
 
 
@@ -92,3 +93,33 @@ def test_the_teacher_side_runs_in_the_runs_precision_on_either_split(tmp_path, c
     assert len(train_labels) == 180 and all(len(z) == 180 for z in train_cohort)  # 200 less the 10% held out
     assert cohort_stats.main([str(run), "--split", "train"]) == 0
     assert "train set, T = 5:" in capsys.readouterr().out
+
+
+def hand_softness(logits: torch.Tensor, temperature: float) -> tuple[float, float]:
+    """(% of images whose top probability of softmax(z / T) is >= 0.99, mean entropy / log C), written out
+    in log-sum-exp form so that saturated heads give no nan."""
+    z = logits.double() / temperature
+    shifted = z - z.max(dim=1, keepdim=True).values
+    log_p = shifted - shifted.exp().sum(dim=1, keepdim=True).log()
+    p = log_p.exp()
+    share = 100.0 * (p.max(dim=1).values >= 0.99).double().mean().item()
+    entropy = (-(p * log_p).sum(dim=1)).mean().item() / math.log(z.shape[1])
+    return share, entropy
+
+
+@pytest.mark.slow  # run.py end to end, then the report on its run
+def test_the_student_records_how_soft_its_targets_were_and_the_report_shows_it(dih_run, tmp_path):
+    student = summary(dih_run)["stages"]["student"]
+    cohort, labels, _ = cohort_stats.cohort_logits(dih_run / "run", split="train")
+    assert student["targets/temperature"] == 5.0
+    cells = []
+    for name, logits in zip(["head1", "head2", "head3", "teacher"], cohort, strict=True):
+        share, entropy = hand_softness(logits, 5.0)
+        assert student[f"targets/{name}/one_hot_share"] == pytest.approx(share, abs=100.0 / len(labels))
+        assert student[f"targets/{name}/entropy"] == pytest.approx(entropy, abs=1e-5)
+        recorded = student[f"targets/{name}/one_hot_share"], student[f"targets/{name}/entropy"]
+        cells.append(f"{recorded[0]:.1f} / {recorded[1]:.3f}")
+    write_report(dih_run, tmp_path / "report")
+    table = (tmp_path / "report" / "results.md").read_text().split("## How soft the targets were")[1]
+    row = next(line for line in table.splitlines() if "(linear heads)" in line)
+    assert row.endswith("| 5 | " + " | ".join(cells) + " |")

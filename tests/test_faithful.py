@@ -314,6 +314,8 @@ def teacher_methods() -> list[tuple[str, dict, str | None]]:
     found = {}
     for method in sorted((ROOT / "conf" / "method").glob("*.yaml")):
         config = yaml.safe_load(method.read_text())
+        if "loss" not in config:  # a variant of another method (dih_stable...): that method's loss
+            continue
         settings = dict(config["loss"])
         name = settings.pop("name")
         if loss_class(name).needs is not Needs.NOTHING and name not in found:

@@ -125,6 +125,7 @@ DATASETS = ByName(
     },
 )
 
+
 @functools.cache
 def _loss_sections() -> dict[str, dict]:
     """Each method loss's settings, as its class declares them (dih/losses/base.py), beside its name."""
@@ -161,14 +162,14 @@ SCHEMA: dict = {
         "assistant?": MODEL,
         "hint?": {"hint": Text(), "guided": Text()},
         "batch_size?": COUNT,
-        "heads_recipe?": {
-            "lr": Nullable(POSITIVE),
-            "weight_decay": Nullable(NON_NEGATIVE),
-            "epochs": Nullable(COUNT),
-            "milestones": Nullable(ListOf(COUNT)),  # within the heads' epochs: _check_heads_recipe
-            "gamma": Nullable(POSITIVE),
-            "lr_search": Nullable(ListOf(POSITIVE, nonempty=True)),
-            "calibrate": Flag(),
+        "heads_recipe?": {  # each may be absent (+method.heads_recipe.lr=... on a method without the node)
+            "lr?": Nullable(POSITIVE),
+            "weight_decay?": Nullable(NON_NEGATIVE),
+            "epochs?": Nullable(COUNT),
+            "milestones?": Nullable(ListOf(COUNT)),  # within the heads' epochs: _check_heads_recipe
+            "gamma?": Nullable(POSITIVE),
+            "lr_search?": Nullable(ListOf(POSITIVE, nonempty=True)),
+            "calibrate?": Flag(),
         },
         "loss": LOSSES,
     },
@@ -311,9 +312,9 @@ def _check_heads_recipe(root: Mapping) -> None:
     trainer = root.get("trainer") or {}
     epochs = own.get("epochs") or trainer.get("epochs")
     milestones = own.get("milestones") if own.get("milestones") is not None else trainer.get("milestones")
-    if isinstance(epochs, int) and isinstance(milestones, list) and not (
-        all(1 <= v <= epochs for v in milestones) and all(a < b for a, b in zip(milestones, milestones[1:]))
-    ):
+    in_range = isinstance(milestones, list) and all(1 <= v <= (epochs or 0) for v in milestones)
+    increasing = isinstance(milestones, list) and all(a < b for a, b in zip(milestones, milestones[1:]))
+    if isinstance(epochs, int) and isinstance(milestones, list) and not (in_range and increasing):
         whose = f"{at}.milestones" if own.get("milestones") is not None else "trainer.milestones"
         raise UserError(
             f"The heads stage trains {epochs} epochs and its milestones ({whose}) are {show(milestones)}; "

@@ -17,7 +17,8 @@ from dih.train.metrics import LAST, MAIN
 
 # gather, Row and RunRecord are runs.py's, here too for the report's readers
 __all__ = ["VARIANTS", "VARIANT_TITLES", "Cell", "HeadsResult", "Row", "RunRecord", "Table"]
-__all__ += ["curves", "gather", "heads", "student_curve", "table", "tables"]
+__all__ += ["TargetsResult", "curves", "gather", "heads", "heads_variant", "student_curve", "table", "tables"]
+__all__ += ["targets"]
 
 VARIANT_TITLES = {
     "last": "Student test accuracy (%) at the last epoch",
@@ -76,11 +77,26 @@ class HeadsResult:
     teacher_acc: float | None
     n: int  # distinct heads artifacts averaged
     title: str = ""
+    variant: str = ""  # how the heads were trained, where not as the original (heads_variant)
 
     @property
     def label(self) -> str:
-        text = f"{self.title or self.dataset} / {self.teacher} ({self.kind} heads)"
+        kind = f"{self.kind} heads, {self.variant}" if self.variant else f"{self.kind} heads"
+        text = f"{self.title or self.dataset} / {self.teacher} ({kind})"
         return f"{text}, {self.setting}" if self.setting else text
+
+
+@dataclass
+class TargetsResult:
+    """How soft one cohort's targets were at a temperature, as the students it taught measured them on the
+    training images (dih/teacher_side/softness.py): per classifier, shallow head first, teacher last."""
+
+    heads: str  # the HeadsResult label of the heads, or the teacher's for a cohort without heads
+    temperature: float
+    classifiers: list[str]
+    one_hot_share: list[float]  # % of images whose top target probability is >= 0.99
+    entropy: list[float]  # mean entropy / log C
+    n: int  # student runs that measured it
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -127,10 +143,10 @@ def heads(records: list[RunRecord]) -> list[HeadsResult]:
             continue
         kind = str((r.config.get("method") or {}).get("heads", "linear"))
         teacher_acc = r.stages.get("teacher", {}).get(metrics.final(MAIN, LAST))
-        group = groups[(r.dataset, r.teacher, kind, r.setting, r.title)]
+        group = groups[(r.dataset, r.teacher, kind, r.setting, r.title, heads_variant(r))]
         group[stage.get("key", str(r.path))] = (accs, teacher_acc)
     results = []
-    for (dataset, teacher, kind, setting, title), found in groups.items():
+    for (dataset, teacher, kind, setting, title, variant), found in groups.items():
         depths = min(len(accs) for accs, _ in found.values())
         teacher_accs = [t for _, t in found.values() if t is not None]
         results.append(
@@ -143,9 +159,78 @@ def heads(records: list[RunRecord]) -> list[HeadsResult]:
                 statistics.mean(teacher_accs) if teacher_accs else None,
                 len(found),
                 title,
+                variant,
             )
         )
-    return sorted(results, key=lambda h: (row_order(Row(h.dataset, h.teacher, "", h.setting)), h.kind))
+    return sorted(
+        results, key=lambda h: (row_order(Row(h.dataset, h.teacher, "", h.setting)), h.kind, h.variant)
+    )
+
+
+def heads_variant(record: RunRecord) -> str:
+    """How a run's heads were trained where not as the original (its heads stage's spec identity against
+    its teacher's): ``lr chosen on val from 0.1/0.01/0.001, calibrated``; empty for the original."""
+    heads = (record.stages.get("heads") or {}).get("identity") or {}
+    teacher = (record.stages.get("teacher") or {}).get("identity") or {}
+    parts = []
+    if heads.get("lr_search"):
+        parts.append("lr chosen on val from " + "/".join(f"{lr:g}" for lr in heads["lr_search"]))
+    own, base = dict(heads.get("recipe") or {}), dict(teacher.get("recipe") or {})
+    if heads.get("lr_search"):
+        own.pop("lr", None)
+        base.pop("lr", None)
+    if own and base:
+        parts += [f"{k} {_show(v)}" for k, v in own.items() if base.get(k) != v]
+    if heads.get("calibrate"):
+        parts.append("calibrated")
+    return ", ".join(parts)
+
+
+def targets(records: list[RunRecord]) -> list[TargetsResult]:
+    """Each cohort's target softness at each temperature its finished students measured (one row per heads
+    label and temperature; the figures of runs that share both are averaged, and are equal where their
+    teacher side is)."""
+    found: dict[tuple[str, float], list[dict]] = defaultdict(list)
+    labels = {}
+    for h in heads(records):
+        labels[(h.dataset, h.teacher, h.kind, h.setting, h.title, h.variant)] = h.label
+    for r in records:
+        student = r.stages.get("student") or {}
+        temperature = student.get(metrics.TARGETS_TEMPERATURE)
+        if r.status != "done" or temperature is None:
+            continue
+        kind = str((r.config.get("method") or {}).get("heads", "linear"))
+        label = labels.get((r.dataset, r.teacher, kind, r.setting, r.title, heads_variant(r)))
+        if label is None:  # a cohort of the teacher alone (KD)
+            text = f"{r.title or r.dataset} / {r.teacher} (teacher alone)"
+            label = f"{text}, {r.setting}" if r.setting else text
+        found[(label, float(temperature))].append(student)
+    results = []
+    for (label, temperature), students in sorted(found.items()):
+        names = _cohort_names(students[0])
+        results.append(
+            TargetsResult(
+                label,
+                temperature,
+                names,
+                [statistics.mean(s[metrics.targets(c, "one_hot_share")] for s in students) for c in names],
+                [statistics.mean(s[metrics.targets(c, "entropy")] for s in students) for c in names],
+                len(students),
+            )
+        )
+    return results
+
+
+def _cohort_names(student: dict) -> list[str]:
+    """The cohort classifiers a student summary holds target figures for: head1... then teacher."""
+    names = []
+    while metrics.targets(metrics.head(len(names) + 1), "entropy") in student:
+        names.append(metrics.head(len(names) + 1))
+    return names + [metrics.TEACHER]
+
+
+def _show(value) -> str:
+    return "/".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
 
 
 # ----------------------------------------------------------------------------------------------- curves

@@ -25,10 +25,12 @@ from dih.report.results import (
     HeadsResult,
     RunRecord,
     Table,
+    TargetsResult,
     curves,
     gather,
     heads,
     tables,
+    targets,
 )
 from dih.store.fs_errors import cannot_write
 
@@ -67,6 +69,7 @@ def markdown(
     head_results: list[HeadsResult],
     notes: list[str],
     differences: list[paired.Paired] = (),
+    target_results: list[TargetsResult] = (),
 ) -> str:
     """results.md: the tables, then every run that is not in them, the heads, the plots."""
     counts = {s: sum(r.status == s for r in records) for s in ("done", "failed", "unfinished")}
@@ -112,14 +115,30 @@ def markdown(
             for h in head_results
         ]
         out += _markdown_table(["teacher", *(f"head {i + 1}" for i in range(depth)), "teacher"], lines)
+    if target_results:
+        out += [
+            "",
+            "## How soft the targets were: top probability >= 0.99 (% of images) / entropy ÷ log C",
+            "",
+            "Each classifier's softmax(z / T) at the students' T, on the training images unaugmented, "
+            "as the students measured it (`python -m dih.cohort_stats` on the test set); shallow head first.",
+            "",
+        ]
+        depth = max(len(t.classifiers) for t in target_results)
+        lines = [
+            [t.heads, f"{t.temperature:g}"]
+            + ["–"] * (depth - len(t.classifiers))
+            + [f"{share:.1f} / {ent:.3f}" for share, ent in zip(t.one_hot_share, t.entropy, strict=True)]
+            for t in target_results
+        ]
+        names = [f"head {i + 1}" for i in range(depth - 1)] + ["teacher"]
+        out += _markdown_table(["heads", "T", *names], lines)
     if notes:
         out += ["", "## Plots", "", *notes]
     return "\n".join(out) + "\n"
 
 
-def write_report(
-    directory: Path | str, out: Path | str | None = None, against: list[str] = ()
-) -> Path:
+def write_report(directory: Path | str, out: Path | str | None = None, against: list[str] = ()) -> Path:
     """Gather the runs under ``directory`` and write results.md, results.csv and the plots into ``out``;
     ``against``: columns to pair every other column with, beside CE and KD."""
     directory = Path(directory)
@@ -166,7 +185,8 @@ def _write(directory: Path, out: Path, records: list[RunRecord], differences: li
         )
     write_csv(found, out / "results.csv")
     paired.write_csv(differences, out / "paired.csv")
-    (out / "results.md").write_text(markdown(directory, records, found, head_results, notes, differences))
+    markdown_text = markdown(directory, records, found, head_results, notes, differences, targets(records))
+    (out / "results.md").write_text(markdown_text)
 
 
 @command
@@ -191,4 +211,3 @@ def main(argv: list[str] | None = None) -> int:
     out = write_report(args.directory, args.out, args.against)
     print(f"report written to {out / 'results.md'}")
     return 0
-

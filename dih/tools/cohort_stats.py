@@ -125,4 +125,3 @@ def main(argv: list[str] | None = None) -> int:
             f"| {s['one_hot_share']:.1f} |"
         )
     return 0
-
