@@ -70,6 +70,7 @@ def test_each_variant_is_its_own_heads_artifact(method, field, value):
         (["method.heads_recipe.epochs=30"], "within 1..30"),  # the trainer's milestones 60/120/180
         (["method.heads_recipe.calibrate=true", "dataset.val_fraction=0"], "dataset.val_fraction above 0"),
         (["method.heads_recipe.lr_search=[]"], "non-empty list"),
+        (["method.heads_recipe.lr_search=[0.1,0.01,0.1]"], "holds 0.1 more than once"),
         (["method.heads_recipe.lr=-1"], "method.heads_recipe.lr"),
         (["method=kd", "+method.heads_recipe.lr=0.01"], "no heads stage"),
     ],

@@ -309,6 +309,13 @@ def _check_heads_recipe(root: Mapping) -> None:
         raise UserError(
             f"{at}.lr and {at}.lr_search are both set; give one learning rate or a list to search, not both."
         )
+    search = own.get("lr_search") or []
+    repeated = sorted({lr for lr in search if search.count(lr) > 1})
+    if repeated:
+        raise UserError(
+            f"{at}.lr_search is {show(search)} and holds {show(repeated[0])} more than once; list each "
+            "learning rate once."
+        )
     trainer = root.get("trainer") or {}
     epochs = own.get("epochs") or trainer.get("epochs")
     milestones = own.get("milestones") if own.get("milestones") is not None else trainer.get("milestones")
