@@ -4,6 +4,7 @@ split only; the calibration fits each head's temperature by validation NLL and f
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from conftest import run_cli, summary
 from PIL import Image
 
 from dih.config import compose
+from dih.data import load_data
 from dih.errors import UserError
 from dih.models.heads import LinearHeads
 from dih.plan.chain import plan_run
@@ -53,7 +55,7 @@ def test_the_original_heads_keys_do_not_move():
 
 @pytest.mark.parametrize(
     "method, field, value",
-    [("dih_search", "lr_search", (0.1, 0.01, 0.001)), ("dih_calibrated", "calibrate", True)],
+    [("dih_search", "lr_search", (0.1, 0.01, 0.001, 0.0001)), ("dih_calibrated", "calibrate", True)],
 )
 def test_each_variant_is_its_own_heads_artifact(method, field, value):
     base = plan()
@@ -170,8 +172,45 @@ def test_the_search_chooses_on_validation_where_test_would_choose_otherwise(tmp_
         test_would_differ.append(test[1e-6] > test[0.01])
     # an unlearned head is right on some rotated test labels by chance: choosing there would have kept it
     assert any(test_would_differ)
+    for i in (1, 2, 3):  # measured on the validation images, against the learning rate each head kept
+        assert heads[f"head{i}/lr_x_lambda"] == pytest.approx(0.01 * heads[f"head{i}/feature_lambda_max"])
+        assert heads[f"head{i}/feature_lambda_max"] > 0
     # the report names how these heads were trained, so they are never averaged with the original's
     write_report(tmp_path / "run", tmp_path / "report")
-    assert "(linear heads, lr chosen on val from 1e-06/0.01) | 0.00 | 0.00 | 0.00 |" in (
-        tmp_path / "report" / "results.md"
-    ).read_text()
+    assert (
+        "(linear heads, lr chosen on val from 1e-06/0.01) | 0.00 | 0.00 | 0.00 |"
+        in (tmp_path / "report" / "results.md").read_text()
+    )
+
+
+# ---- how far past the stability edge -----------------------------------------------------------------------
+
+
+class Identity(torch.nn.Module):
+    """A frozen side whose one mount point is the normalised image itself."""
+
+    def forward(self, images):
+        return SimpleNamespace(features={"image": images})
+
+
+def test_the_curvature_is_the_top_eigenvalue_of_the_features_second_moment():
+    data = load_data(
+        {
+            "name": "synthetic",
+            "val_fraction": 0.5,
+            "split_seed": 0,
+            "num_classes": 4,
+            "image_size": 4,
+            "train_size": 120,
+            "test_size": 8,
+            "seed": 0,
+        }
+    )
+    (got,) = heads_choice.curvature(Identity(), ("image",), data, torch.device("cpu"))
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    x = ((data.val_images.double() / 255.0 - mean) / std).flatten(1)
+    second_moment = x.T @ x / len(x)  # d x d, the matrix itself rather than the Gram matrix the code uses
+    assert got == pytest.approx(torch.linalg.eigvalsh(second_moment)[-1].item(), rel=1e-4)
+    lines = heads_choice.stability_lines([got], [0.1])
+    assert lines == {"head1/feature_lambda_max": got, "head1/lr_x_lambda": pytest.approx(0.1 * got)}

@@ -36,4 +36,8 @@ def build(spec: HeadsSpec, upstream: dict, rt: Runtime, work_dir) -> tuple[dict,
     if spec.calibrate:
         logits, labels = heads_choice.validation_logits(model, data, rt.device, rt.eval_batch_size)
         summary.update(heads_choice.calibrate(heads, logits, labels))
+    if spec.head_kind == "linear" and len(data.val_labels):  # how far past SGD's stability edge they trained
+        lrs = [summary.get(f"head{i}/lr", spec.recipe.lr) for i in range(1, len(heads) + 1)]
+        lambdas = heads_choice.curvature(side, heads.stage_names, data, rt.device)
+        summary.update(heads_choice.stability_lines(lambdas, lrs))
     return heads_payload(heads, spec.head_kind, data.num_classes), summary

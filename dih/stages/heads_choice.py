@@ -1,5 +1,6 @@
-"""What the heads stage decides on the validation split, never on the test split: which learning rate each
-head keeps when several are tried side by side, and each head's temperature.
+"""What the heads stage measures and decides on the validation split, never on the test split: which learning
+rate each head keeps when several are tried side by side, each head's temperature, and how far past SGD's
+stability edge each linear head's learning rate is.
 
 Why (docs/choices.md, "Heads that teach"): trained with the teacher's recipe (SGD, lr 0.1), a linear head on a
 shallow stage's flattened map runs far past SGD's stability edge (lr x the largest eigenvalue of E[x x^T] in
@@ -147,6 +148,49 @@ def _fold(head: nn.Module, scale: float) -> None:
     last.weight.mul_(scale)
     if last.bias is not None:
         last.bias.mul_(scale)
+
+
+# Images whose features give the largest eigenvalue of E[x x^T] (the mean direction dominates it for the
+# non-negative features of a ReLU network, so a thousand images pin it to a few per cent).
+CURVATURE_IMAGES = 1024
+
+
+@torch.no_grad()
+def curvature(side: nn.Module, stage_names: tuple[str, ...], data: ImageData, device: torch.device) -> list:
+    """Per mount point, the largest eigenvalue of E[x x^T] of its flattened features over up to
+    ``CURVATURE_IMAGES`` validation images: a linear head's loss has curvature up to this (times the
+    softmax's, at most 1/2), and SGD with momentum 0.9 is stable only while lr x lambda stays below about
+    2 (1 + 0.9) = 3.8. Computed from the images' Gram matrix, which has the same nonzero eigenvalues."""
+    count = min(CURVATURE_IMAGES, len(data.val_labels))
+    loader = DeviceLoader(
+        data.val_images[:count],
+        data.val_labels[:count],
+        batch_size=256,
+        mean=data.mean,
+        std=data.std,
+        device=device,
+        train=False,
+    )
+    gathered: dict[str, list[Tensor]] = {name: [] for name in stage_names}
+    for batch in loader.epoch(0):
+        features = side(batch.images).features
+        for name in stage_names:
+            gathered[name].append(features[name].flatten(1).float())
+    found = []
+    for name in stage_names:
+        x = torch.cat(gathered[name])
+        gram = (x @ x.T).double().cpu() / len(x)
+        found.append(torch.linalg.eigvalsh(gram)[-1].item())
+    return found
+
+
+def stability_lines(lambdas: list[float], lrs: list[float]) -> dict:
+    """The summary's lines: each head's ``head2/feature_lambda_max`` and ``head2/lr_x_lambda``."""
+    found = {}
+    for i, (lam, lr) in enumerate(zip(lambdas, lrs, strict=True), 1):
+        found[f"{m.head(i)}/feature_lambda_max"] = lam
+        found[f"{m.head(i)}/lr_x_lambda"] = lr * lam
+    return found
 
 
 def _accuracy(logits: Tensor, labels: Tensor) -> float:

@@ -75,6 +75,13 @@ class CompiledStep:
         return fn(batch, teacher)
 
     def optimizer_step(self) -> None:
+        if not self.optimizer.state:
+            # The stage's first step creates the momentum buffers; dynamo cannot trace their creation across
+            # several parameter groups (the heads stage's learning-rate search), so that one step runs
+            # eagerly. A resumed stage has them already, so an uninterrupted and a resumed run compile the
+            # same steps.
+            self.optimizer.step()
+            return
         self._optimizer_step()
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
