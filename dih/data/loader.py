@@ -201,3 +201,16 @@ class DeviceLoader:
         out = torch.empty(len(index), *self.images.shape[1:], dtype=torch.uint8, pin_memory=self._pin)
         torch.index_select(self.images, 0, index, out=out)
         return out.to(self.device, non_blocking=True)
+
+
+def split_loader(
+    data, split: str, batch_size: int, device: torch.device, count: int | None = None
+) -> DeviceLoader:
+    """The ``split`` (train, val, test) of ``data`` (an ``ImageData``) read in order without augmentation,
+    as evaluation reads it; its first ``count`` images only where given."""
+    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+    if count is not None:
+        images, labels = images[:count], labels[:count]
+    return DeviceLoader(
+        images, labels, batch_size=batch_size, mean=data.mean, std=data.std, device=device, train=False
+    )

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from dih.data import ImageData
-from dih.data.loader import DeviceLoader
+from dih.data.loader import split_loader
 from dih.models.heads import MountedHeads
 from dih.models.output import ModelOutput
 from dih.train import metrics as m
@@ -61,15 +61,7 @@ class CandidatesOnFrozen(nn.Module):
 @torch.no_grad()
 def validation_logits(model: nn.Module, data: ImageData, device: torch.device, batch_size: int) -> tuple:
     """(each classifier's logits on the validation split, in the model's order; the labels), float32."""
-    loader = DeviceLoader(
-        data.val_images,
-        data.val_labels,
-        batch_size=batch_size,
-        mean=data.mean,
-        std=data.std,
-        device=device,
-        train=False,
-    )
+    loader = split_loader(data, "val", batch_size, device)
     model.eval()
     outputs, labels = [], []
     for batch in loader.epoch(0):
@@ -161,16 +153,7 @@ def curvature(side: nn.Module, stage_names: tuple[str, ...], data: ImageData, de
     ``CURVATURE_IMAGES`` validation images: a linear head's loss has curvature up to this (times the
     softmax's, at most 1/2), and SGD with momentum 0.9 is stable only while lr x lambda stays below about
     2 (1 + 0.9) = 3.8. Computed from the images' Gram matrix, which has the same nonzero eigenvalues."""
-    count = min(CURVATURE_IMAGES, len(data.val_labels))
-    loader = DeviceLoader(
-        data.val_images[:count],
-        data.val_labels[:count],
-        batch_size=256,
-        mean=data.mean,
-        std=data.std,
-        device=device,
-        train=False,
-    )
+    loader = split_loader(data, "val", 256, device, count=CURVATURE_IMAGES)
     gathered: dict[str, list[Tensor]] = {name: [] for name in stage_names}
     for batch in loader.epoch(0):
         features = side(batch.images).features

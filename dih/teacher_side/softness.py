@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from dih.data import ImageData
-from dih.data.loader import Batch, DeviceLoader
+from dih.data.loader import Batch, split_loader
 from dih.train import metrics as m
 
 CONFIDENT = 0.99  # a softened target whose top class has at least this probability is nearly one-hot
@@ -53,15 +53,7 @@ def measure_targets(
     """A student summary's lines on its teacher side's targets over the training images, unaugmented:
     ``targets/head1/one_hot_share``, ``targets/teacher/entropy``... and the temperature they are at.
     ``teacher(batch)`` gives the side's outputs (the live side's or its cohort cache's)."""
-    loader = DeviceLoader(
-        data.train_images,
-        data.train_labels,
-        batch_size=batch_size,
-        mean=data.mean,
-        std=data.std,
-        device=device,
-        train=False,
-    )
+    loader = split_loader(data, "train", batch_size, device)
     outputs, labels = [], []
     for batch in loader.epoch(0):
         outputs.append([z.float().cpu() for z in teacher(batch).cohort])

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from dih.data import ImageData
-from dih.data.loader import Batch, DeviceLoader, epoch_seed
+from dih.data.loader import Batch, DeviceLoader, epoch_seed, split_loader
 from dih.errors import UserError
 from dih.store import atomic
 from dih.train import metrics as m
@@ -162,20 +162,9 @@ def fit(
         seed=seed,
     )
     evals = {
-        split: DeviceLoader(
-            images,
-            labels,
-            batch_size=eval_batch_size,
-            mean=data.mean,
-            std=data.std,
-            device=device,
-            train=False,
-        )
-        for split, images, labels in (
-            ("val", data.val_images, data.val_labels),
-            ("test", data.test_images, data.test_labels),
-        )
-        if len(labels) and task.evaluates
+        split: split_loader(data, split, eval_batch_size, device)
+        for split in ("val", "test")
+        if len(getattr(data, f"{split}_labels")) and task.evaluates
     }
     optimizer = torch.optim.SGD(
         task.parameter_groups(),
