@@ -12,12 +12,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
+
 from conftest import ROOT
 from torch import nn
 
 from dih.losses import CRDLoss, DIHLoss, KDLoss, Needs, TOFDLoss, build_loss, loss_class
 from dih.losses.context import LossContext
+from dih.config.groups import option_file
 from dih.models import build_model, feature_shapes, heads_class
 from dih.models.output import ModelOutput
 from dih.teacher_side.side import TeacherOutput
@@ -313,9 +314,7 @@ def teacher_methods() -> list[tuple[str, dict, str | None]]:
     the first method under conf/method/ that uses it (CRD's negatives cut to the 40 images here)."""
     found = {}
     for method in sorted((ROOT / "conf" / "method").glob("*.yaml")):
-        config = yaml.safe_load(method.read_text())
-        if "loss" not in config:  # a variant of another method (dih_stable...): that method's loss
-            continue
+        config = option_file("method", method.stem)
         settings = dict(config["loss"])
         name = settings.pop("name")
         if loss_class(name).needs is not Needs.NOTHING and name not in found:

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-import yaml
-from conftest import ROOT, run_cli, summary
+from conftest import run_cli, summary
 
 from dih.config.compose import group_options
+from dih.config.groups import option_file
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def stages_of(method: str) -> list[str]:
     """The paper's stages of its methods; another method's are its YAML's."""
     if method in EXPECTED_STAGES:
         return EXPECTED_STAGES[method]
-    return yaml.safe_load((ROOT / "conf" / "method" / f"{method}.yaml").read_text())["stages"]
+    return option_file("method", method)["stages"]
 
 
 def test_every_method_runs_and_shares_the_teacher(tmp_path):

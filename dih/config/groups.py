@@ -37,3 +37,21 @@ def model_names() -> tuple[str, ...]:
     """The zoo's model names as conf/teacher/ holds them, read from the files rather than asked of Hydra:
     the schema is also checked inside a running Hydra job, where a second Hydra instance cannot start."""
     return tuple(sorted(path.stem for path in (CONF / "teacher").glob("*.yaml")))
+
+
+def option_file(group: str, name: str) -> dict:
+    """``conf/<group>/<name>.yaml`` as plain data, with the options of its own group that its defaults list
+    names merged in first (``dih_stable`` is ``dih`` and its changes), as Hydra composes it; read from the
+    files, for tools that compose no Hydra config (the bench). Only same-group defaults are used in conf/."""
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.load(CONF / group / f"{name}.yaml")
+    defaults = list(own.pop("defaults", None) or ["_self_"])
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    merged = OmegaConf.create()
+    for entry in defaults:
+        if not isinstance(entry, str):
+            raise ValueError(f"conf/{group}/{name}.yaml: only same-group defaults are read here, not {entry}")
+        merged = OmegaConf.merge(merged, own if entry == "_self_" else option_file(group, entry))
+    return OmegaConf.to_container(merged, resolve=True)

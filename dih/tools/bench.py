@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dih.config.groups import CONF
+from dih.config.groups import CONF, option_file
 from dih.data.loader import DeviceLoader
 from dih.data.synthetic import make_synthetic
 from dih.device import has_native_bf16, resolve_device
@@ -232,8 +232,8 @@ def cache_size(cache) -> str:
 
 def method_config(name: str) -> dict:
     """``conf/method/<name>.yaml`` as plain data: the method's heads, loss and hint settings as a run gets
-    them (read directly: the bench composes no Hydra config)."""
-    return OmegaConf.to_container(OmegaConf.load(CONF / "method" / f"{name}.yaml"), resolve=True)
+    them (read from the files: the bench composes no Hydra config)."""
+    return option_file("method", name)
 
 
 def timed_methods() -> list[tuple[str, dict, dict | None]]:
