@@ -12,13 +12,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import ROOT
 from torch import nn
 
+from dih.config.groups import option_file
 from dih.losses import CRDLoss, DIHLoss, KDLoss, Needs, TOFDLoss, build_loss, loss_class
 from dih.losses.context import LossContext
-from dih.config.groups import option_file
 from dih.models import build_model, feature_shapes, heads_class
 from dih.models.output import ModelOutput
 from dih.teacher_side.side import TeacherOutput

@@ -6,7 +6,6 @@ conf/method/. A class that leaves a declaration out is refused when it is define
 import inspect
 
 import pytest
-
 from conftest import ROOT
 from omegaconf import OmegaConf
 
