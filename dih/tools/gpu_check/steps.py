@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout
+ROOT = Path(__file__).resolve().parents[3]  # the checkout
 GPU_DIR = ROOT / ".gpu"  # what prepare fills
 SITE = GPU_DIR / "site"
 ARCHIVE = "cifar10_jpg.tar.gz"
@@ -508,6 +508,3 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / f"dih_gpu_check_{os.getpid()}"
     return check(mode, args.out.resolve(), work.resolve(), args.data and args.data.resolve(), args.capture)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+from .steps import *  # noqa: F403  (the next commits split steps.py and name what is re-exported)
