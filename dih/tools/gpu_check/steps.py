@@ -1,25 +1,6 @@
-"""``python -m dih.tools.gpu_check``: the project's own GPU check, in one call, with a Markdown report.
-
-    python -m dih.tools.gpu_check prepare                 # here, online: fills .gpu/ (ignored by git)
-    python -m dih.tools.gpu_check run --out <dir>         # on the GPU machine: <dir>/gpu_check.md
-    python -m dih.tools.gpu_check run --tiny --data <image folder> --out <dir>    # the same on a CPU, tiny
-
-``prepare`` puts into ``.gpu/`` what a bare GPU machine (torch, torchvision, numpy; no internet) lacks: the
-pure-Python dependencies (hydra-core, omegaconf, antlr4, submitit, the launcher plugin, PyYAML) and the
-CIFAR-10 JPEG archive. ``run`` then, from the checkout's root, on real CIFAR-10 as an image folder:
-
-1. the DIH chain (teacher, heads, student) eager, with each stage's images/s;
-2. a student captured (``--capture``, today ``trainer.compile=true``) against the same student eager;
-3. a student killed with SIGKILL after its first epoch and resumed, against one that never stopped, weights
-   compared bit for bit (captured on a GPU, eager in the tiny CPU mode);
-4. ``python -m dih.precision_check`` on the chain's run;
-5. ``python -m dih.bench``;
-6. packing: N CE students as N ``run.py`` processes at once against one alone.
-
-Every step runs in its own process under a deadline guard (``--deadline`` seconds for the whole check): a
-step that cannot get its minimum time is skipped and the report says so; the report is rewritten after each
-step, so a check cut short still leaves one. ``nvidia-smi dmon`` samples SM use where present.
-"""
+"""The check's steps, each a section of the report: the environment, the DIH chain, kill -9 and resume,
+captured vs eager, the precision check, the bench, packing and dmon's GPU use; ``check()``, which runs them
+in order under the deadline, and ``main()``, the command line (``python -m dih.tools.gpu_check``)."""
 
 from __future__ import annotations
 
@@ -235,7 +216,8 @@ def check(mode: Mode, out: Path, work: Path, data: Path | None, capture: str) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dih.tools.gpu_check", description=__doc__.split("\n\n")[0])
+    doc = sys.modules[__package__].__doc__  # the package's: the tool's usage, its first paragraph here
+    p = argparse.ArgumentParser(prog="python -m dih.tools.gpu_check", description=doc.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     prep = sub.add_parser("prepare", help="fill .gpu/ (wheels, data archive) for a bare GPU machine")
     prep.add_argument("--python-version", default="3.12", help="the GPU machine's Python (default 3.12)")
