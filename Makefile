@@ -25,7 +25,7 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow and not slurm"
 
-# The project's GPU check (dih/tools/gpu_check.py). gpu-prepare, here and online, fills the ignored .gpu/ with
+# The project's GPU check (dih/tools/gpu_check/). gpu-prepare, here and online, fills the ignored .gpu/ with
 # the pure-Python wheels a bare GPU machine lacks and the CIFAR-10 JPEG archive; gpu-check, on the GPU machine
 # from the checkout's root, runs it in one call (under 8 minutes) with that machine's python3 and writes
 # $(OUT)/gpu_check.md.

@@ -1,4 +1,4 @@
-"""The project's GPU check (dih/tools/gpu_check.py) in its tiny CPU mode, so that it cannot rot where no GPU
+"""The project's GPU check (dih/tools/gpu_check/) in its tiny CPU mode, so that it cannot rot where no GPU
 is at hand: every section of the report, and a killed student resumed bit-identically."""
 
 import subprocess
