@@ -2,6 +2,7 @@
 dih run and checked against a formula written here."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -123,3 +124,20 @@ def test_the_student_records_how_soft_its_targets_were_and_the_report_shows_it(d
     table = (tmp_path / "report" / "results.md").read_text().split("## How soft the targets were")[1]
     row = next(line for line in table.splitlines() if "(linear heads)" in line)
     assert row.endswith("| 5 | " + " | ".join(cells) + " |")
+
+
+@pytest.mark.slow  # run.py end to end: a KD student of the same teacher beside the DIH run
+def test_a_kd_student_of_the_same_teacher_is_its_own_row_and_leaves_the_cohorts_columns(dih_run, tmp_path):
+    """KD's cohort is the teacher alone: its row must not take the place of the DIH heads' row (the report
+    once grouped it under the linear heads' label and showed that row without its heads)."""
+    both = tmp_path / "both"
+    shutil.copytree(dih_run, both)
+    settings = ["trainer.epochs=1", "trainer.milestones=[]", "teacher_side.cache=false"]
+    run_cli(both, "method=kd", *settings, name="kd")
+    write_report(both, tmp_path / "report")
+    table = (tmp_path / "report" / "results.md").read_text().split("## How soft the targets were")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "|---" not in line][1:]
+    heads_row = next(line for line in rows if "(linear heads)" in line)
+    kd_row = next(line for line in rows if "(teacher alone)" in line)
+    assert "–" not in heads_row and heads_row.count("/") >= 4
+    assert kd_row.split(" | ")[-1] == heads_row.split(" | ")[-1]  # one teacher: the same teacher column

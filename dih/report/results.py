@@ -200,7 +200,9 @@ def targets(records: list[RunRecord]) -> list[TargetsResult]:
         if r.status != "done" or temperature is None:
             continue
         kind = str((r.config.get("method") or {}).get("heads", "linear"))
-        label = labels.get((r.dataset, r.teacher, kind, r.setting, r.title, heads_variant(r)))
+        alone = _cohort_names(student) == [metrics.TEACHER]  # KD's: its teacher's heads are no part of it
+        key = (r.dataset, r.teacher, kind, r.setting, r.title, heads_variant(r))
+        label = None if alone else labels.get(key)
         if label is None:  # a cohort of the teacher alone (KD)
             text = f"{r.title or r.dataset} / {r.teacher} (teacher alone)"
             label = f"{text}, {r.setting}" if r.setting else text
