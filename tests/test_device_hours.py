@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from dih.plan import hours
+from dih.plan import hours, rates
 from dih.plan.listing import main
 
 
@@ -141,7 +141,7 @@ def test_an_unmeasured_method_or_model_is_labelled_assumed(tiny, capsys):
     assert "measured: s" in text
     # another model: assumed at the same rate (scaling same) or scaled by multiply-accumulates (flops)
     w = hours.Work("teacher", "teacher", "ce", "res8", None, "none", 1000, 32, True)
-    table_ = hours.load(table)
+    table_ = rates.load(table)
     same = hours.rate_for(table_, table_.kinds["tiny"], w)
     assert (same.rate, same.measured) == (100, False) and "scaling: same" in same.basis
     flops = hours.rate_for(table_, table_.kinds["tiny"], w, "flops")
@@ -207,7 +207,7 @@ def test_the_tables_model_facts_are_the_zoos():
 
     from dih.models import MODEL_NAMES, build_model
 
-    table = hours.load()
+    table = rates.load()
     assert sorted(table.mmacs) == sorted(MODEL_NAMES)
     for name in MODEL_NAMES:
         model, macs = build_model(name, 100).eval(), []

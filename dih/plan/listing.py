@@ -8,7 +8,7 @@ training anything.
 
 Each artifact is listed once with its kind, key, the artifacts it reads, whether the store has it, and a
 rough cost; with ``--device-hours``, the device-hours of those the store lacks, per stage kind, from the
-rates measured on a device kind (dih/plan/hours.py, dih/plan/device_rates.yaml). Every run is composed
+rates measured on a device kind (dih/plan/hours.py from dih/plan/rates.py's table). Every run is composed
 and validated before the planner, the store and torch are imported, so a
 bad setting is answered in about a second.
 """
@@ -96,9 +96,9 @@ def _human(n: int | None) -> str:
 def device_hours(table, ns: argparse.Namespace, configs: list[DictConfig], specs: list[Spec], store) -> str:
     """The ``--device-hours`` report: what the store lacks, and what it has, separately."""
     from dih.device import planned_device_type
-    from dih.plan import hours
+    from dih.plan import hours, rates
 
-    kind = hours.device_kind(table, ns.device_kind, {planned_device_type(str(cfg.device)) for cfg in configs})
+    kind = rates.device_kind(table, ns.device_kind, {planned_device_type(str(cfg.device)) for cfg in configs})
     ws = hours.works(specs, ns.train_images)
     todo = [w for w, s in zip(ws, specs, strict=True) if not store.has(s.key)]
     stored = [w for w, s in zip(ws, specs, strict=True) if store.has(s.key)]
@@ -151,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ns, extra = parser.parse_known_args(argv)
     table = None
     if ns.device_hours or ns.device_kind or ns.scaling or ns.rates or ns.train_images is not None:
-        from dih.plan import hours
+        from dih.plan import rates
 
-        table = hours.load(ns.rates or hours.TABLE)
-        hours.check_kind(table, ns.device_kind)  # before the runs are composed and planned
+        table = rates.load(ns.rates or rates.TABLE)
+        rates.check_kind(table, ns.device_kind)  # before the runs are composed and planned
     configs = configs_for([*ns.args, *extra])
     from dih.device import planned_device_type
     from dih.plan.chain import plan_run
