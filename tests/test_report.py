@@ -452,3 +452,32 @@ def test_runs_are_told_apart_by_their_identities(tmp_path):
         (run / "summary.json").write_text(json.dumps(summary))
     settings = {r.row.setting for r in results.gather(root)}
     assert settings == {f"trainer.epochs={e}, trainer.workers={w}" for e, w in ((2, 4), (2, 8), (3, 4))}
+
+
+def test_the_same_images_moved_pair_only_when_the_reader_says_so(tmp_path, capsys):
+    """An image folder is known by its path: the same files at another path are another data set (their
+    runs split by dataset.root) until ``--same-data OLD=NEW`` says they are one; a root no run has is
+    refused, naming the roots the runs have."""
+    root, out = tmp_path / "sweep", tmp_path / "report"
+    old, new = tmp_path / "old" / "images", tmp_path / "new" / "images"
+    write_planned_run(root / "a_s30", 60.0, "seed=30", "dataset=folder", f"dataset.root={old}")
+    write_planned_run(root / "b_s50", 62.0, "seed=50", "dataset=folder", f"dataset.root={new}")
+    write_planned_run(root / "c_s50", 50.0, "seed=50", "dataset=folder", f"dataset.root={new}", "method=ce")
+    write_planned_run(root / "d_s30", 52.0, "seed=30", "dataset=folder", f"dataset.root={old}", "method=ce")
+
+    apart = results.gather(root)
+    assert {r.row.setting for r in apart} == {f"dataset.root={old}", f"dataset.root={new}"}
+    assert all(p.n == 1 for p in paired.all_paired(apart))
+
+    together = results.gather(root, same_data={str(old): str(new)})
+    assert {r.row.setting for r in together} == {""}
+    (row,) = results.table(together).rows
+    assert results.table(together).cell(row, "kd").values == [60.0, 62.0]
+    (kd_vs_ce,) = [p for p in paired.all_paired(together) if p.column == "kd" and p.variant == "last"]
+    assert kd_vs_ce.n == 2 and kd_vs_ce.mean == pytest.approx(10.0)
+
+    assert report.main([str(root), "--out", str(out), "--same-data", f"{old}={new}"]) == 0
+    assert "(n=2)" in (out / "results.md").read_text()
+    assert report.main([str(root), "--out", str(out), "--same-data", f"{tmp_path / 'elsewhere'}={new}"]) == 2
+    err = capsys.readouterr().err
+    assert "no run's data root is" in err and str(old) in err and str(new) in err

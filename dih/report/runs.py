@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from dih.errors import UserError
 from dih.models.zoo import MODEL_NAMES, model_size
-from dih.report.settings import label_settings
+from dih.report.settings import data_roots, label_settings
 from dih.store.run_dir import RunDir, dataset_title
 from dih.train.metrics import BEST_VAL, LAST, MAIN, final
 
@@ -91,8 +91,11 @@ class RunRecord:
         return self.stages.get("student", {}).get(VARIANTS[variant])
 
 
-def gather(directory: Path | str, exclude: Path | None = None) -> list[RunRecord]:
-    """Every run under ``directory`` (recursively), finished, failed or unfinished, in table order."""
+def gather(
+    directory: Path | str, exclude: Path | None = None, same_data: dict[str, str] | None = None
+) -> list[RunRecord]:
+    """Every run under ``directory`` (recursively), finished, failed or unfinished, in table order;
+    ``same_data``: data roots that hold the same files as another (OLD -> NEW), so their runs pair."""
     root = Path(directory).resolve()
     if not root.is_dir():
         raise UserError(f"{directory} is not a directory; give the sweep or outputs directory of the runs.")
@@ -105,7 +108,14 @@ def gather(directory: Path | str, exclude: Path | None = None) -> list[RunRecord
         )
         if RunDir.is_run(here) and (record := _record(here)) is not None:
             records.append(record)
-    label_settings(records)
+    if same_data:
+        known = data_roots(records)
+        if unknown := sorted(set(same_data) - known):
+            raise UserError(
+                f"--same-data names {', '.join(unknown)}, which no run's data root is; the runs' roots are: "
+                f"{', '.join(sorted(known)) or 'none recorded'}."
+            )
+    label_settings(records, same_data)
     return sorted(records, key=lambda r: (row_order(r.row), column_order(r.column), str(r.seed), str(r.path)))
 
 

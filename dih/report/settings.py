@@ -12,6 +12,10 @@ teacher, student) splits its rows (a ``method.*`` key, among one method's runs o
   ``teacher_seed``, a setting), and a field that holds another stage's key is that stage's identity, compared
   there.
 
+Image folders are known by their path (``dataset.root``), so the same files moved to another path are another
+data set, until the reader says otherwise (``--same-data OLD=NEW``: ``same_data`` maps OLD to NEW in the
+identities before they are compared).
+
 What the identities cannot decide (a summary written before they were recorded, or a key that changes only
 together with the method, as CE run on one machine and KD on another) follows the rule that came before
 them: ``IGNORED`` names the keys known to change no result.
@@ -63,10 +67,10 @@ def _ignored(key: str, dataset: str) -> bool:
     return _under(key, IGNORED)
 
 
-def _signatures(records: list) -> list[str | None]:
+def _signatures(records: list, same_data: dict[str, str]) -> list[str | None]:
     """Each run's identities as one comparable string, the seed axis and the links to upstream keys left
-    out; None for a run whose summary has none."""
-    found = [r.run.identities() for r in records]
+    out, a data root named in ``same_data`` as its other name; None for a run whose summary has none."""
+    found = [_same_roots(r.run.identities(), same_data) for r in records]
     # the stages whose seed is the run's own in every run of the group that has them: the seed axis
     seeded: dict[str, bool] = {}
     for r, identities in zip(records, found):
@@ -90,10 +94,33 @@ def _signatures(records: list) -> list[str | None]:
     return out
 
 
-def in_no_key(records: list, flat: list[dict]) -> set[str]:
+def _same_roots(identities: dict | None, same_data: dict[str, str]) -> dict | None:
+    """The identities with each data root that ``same_data`` names replaced by its other name."""
+    if not identities or not same_data:
+        return identities
+    out = {}
+    for stage, identity in identities.items():
+        data = identity.get("data")
+        if isinstance(data, dict) and data.get("root") in same_data:
+            identity = {**identity, "data": {**data, "root": same_data[data["root"]]}}
+        out[stage] = identity
+    return out
+
+
+def data_roots(records: list) -> set[str]:
+    """Every data root the runs' identities name."""
+    return {
+        identity["data"]["root"]
+        for r in records
+        for identity in (r.run.identities() or {}).values()
+        if isinstance(identity.get("data"), dict) and identity["data"].get("root")
+    }
+
+
+def in_no_key(records: list, flat: list[dict], same_data: dict[str, str] | None = None) -> set[str]:
     """The config keys that differ between two runs of ``records`` whose identities are the same."""
     alike: dict[str, list[dict]] = defaultdict(list)
-    for signature, f in zip(_signatures(records), flat):
+    for signature, f in zip(_signatures(records, same_data or {}), flat):
         if signature is not None:
             alike[signature].append(f)
     found = set()
@@ -102,9 +129,10 @@ def in_no_key(records: list, flat: list[dict]) -> set[str]:
     return found
 
 
-def label_settings(records: list) -> None:
+def label_settings(records: list, same_data: dict[str, str] | None = None) -> None:
     """Set each run's ``setting`` (what tells its row apart from the same pair's other rows) and
-    ``options`` (what tells its column apart from the same method's other columns)."""
+    ``options`` (what tells its column apart from the same method's other columns); ``same_data``: data
+    roots (as the identities hold them) that name the same files as another."""
     flat = [flatten(r.config) for r in records]
     pairs: dict[tuple, list[int]] = defaultdict(list)
     cells: dict[tuple, list[int]] = defaultdict(list)
@@ -114,7 +142,7 @@ def label_settings(records: list) -> None:
 
     def varying(members: list[int], dataset: str, method_keys: bool) -> set[str]:
         group = [flat[i] for i in members]
-        no_key = in_no_key([records[i] for i in members], group)
+        no_key = in_no_key([records[i] for i in members], group, same_data)
         # A key some runs lack (written by an older version of the project) is compared among the rest.
         return {
             key

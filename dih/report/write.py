@@ -138,12 +138,18 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
-def write_report(directory: Path | str, out: Path | str | None = None, against: list[str] = ()) -> Path:
+def write_report(
+    directory: Path | str,
+    out: Path | str | None = None,
+    against: list[str] = (),
+    same_data: dict[str, str] | None = None,
+) -> Path:
     """Gather the runs under ``directory`` and write results.md, results.csv and the plots into ``out``;
-    ``against``: columns to pair every other column with, beside CE and KD."""
+    ``against``: columns to pair every other column with, beside CE and KD; ``same_data``: data roots that
+    hold the same files as another (OLD -> NEW)."""
     directory = Path(directory)
     out = Path(out) if out is not None else directory / "report"
-    records = gather(directory, exclude=out)
+    records = gather(directory, exclude=out, same_data=same_data)
     if not records:
         raise UserError(
             f"No runs found under {directory}: point it at a sweep or outputs directory written by run.py."
@@ -189,6 +195,17 @@ def _write(directory: Path, out: Path, records: list[RunRecord], differences: li
     (out / "results.md").write_text(markdown_text)
 
 
+def _same_data(pairs: list[str]) -> dict[str, str]:
+    """``--same-data OLD=NEW`` arguments as a mapping; one without ``=`` is refused."""
+    out = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not (sep and old and new):
+            raise UserError(f"--same-data takes OLD=NEW (two data roots), not {pair!r}.")
+        out[old] = new
+    return out
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -207,7 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also pair every column with this one, as the tables name it, e.g. 'dih [loss.alpha=0.1]' "
         "(repeatable; CE and KD always)",
     )
+    parser.add_argument(
+        "--same-data",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="the image folder at OLD holds the same files as NEW (moved): their runs share rows and pair "
+        "(paths as the runs' summaries record them; repeatable)",
+    )
     args = parser.parse_args(argv)
-    out = write_report(args.directory, args.out, args.against)
+    out = write_report(args.directory, args.out, args.against, _same_data(args.same_data))
     print(f"report written to {out / 'results.md'}")
     return 0
